@@ -3,7 +3,8 @@
 # bookworm packages), npm packages, Debian's kernels into the cache.
 # Idempotent, and a no-op in seconds once done.
 set -euo pipefail
-PCIEM_LOG_TAG=deps
+export PCIEM_LOG_TAG="deps"
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
 wanted_packages() {
@@ -22,8 +23,8 @@ debian() {
 	local missing
 	missing=$(missing_packages)
 	[ -z "$missing" ] && return 0
-	[ "$(id -u)" -eq 0 ] || die "Debian packages missing and not root: $(echo $missing)"
-	log "installing Debian packages: $(echo $missing)"
+	[ "$(id -u)" -eq 0 ] || die "Debian packages missing and not root: $(echo "$missing" | tr "\n" " ")"
+	log "installing Debian packages: $(echo "$missing" | tr "\n" " ")"
 	export DEBIAN_FRONTEND=noninteractive
 	pciem_with_progress "apt-get update" apt-get -q update >"$PCIEM_CACHE/apt-system.log" 2>&1 ||
 		{ tail -n 20 "$PCIEM_CACHE/apt-system.log" >&2; die "apt-get update failed"; }

@@ -12,7 +12,8 @@
 #   build        symlink to the headers' build directory
 #   .ready       written last: the fetch completed
 set -euo pipefail
-PCIEM_LOG_TAG=kernels
+export PCIEM_LOG_TAG="kernels"
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
 kdir() { echo "$PCIEM_CACHE/kernels/$1"; }
@@ -39,7 +40,9 @@ fetch_one() {
 	headers=linux-headers-$release
 	common=$(pciem_apt_cache show "$headers" | sed -n 's/^Depends: .*\(linux-headers-[^ ,]*-common\).*/\1/p' | head -n1)
 	kbuild=$(pciem_apt_cache show "$headers" | grep -oE 'linux-kbuild-[^ ,]+' | head -n1)
-	[ -n "$common" ] && [ -n "$kbuild" ] || die "cannot resolve the header packages of $headers"
+	if [ -z "$common" ] || [ -z "$kbuild" ]; then
+		die "cannot resolve the header packages of $headers"
+	fi
 	log "fetching $ver: $image, $headers, $common, $kbuild"
 
 	rm -rf "$dir"
@@ -78,6 +81,7 @@ cmd=${1:-}
 shift || true
 case $cmd in
 fetch)
+	# shellcheck disable=SC2086 # a list of words
 	[ $# -gt 0 ] || set -- $PCIEM_KERNELS
 	for v in "$@"; do fetch_one "$v"; done ;;
 dir)

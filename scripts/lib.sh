@@ -11,7 +11,9 @@ export PCIEM_TOP PCIEM_CACHE
 
 # Kernel flavours the project supports: name -> Debian suite of its
 # linux-image-amd64 metapackage.
+# shellcheck disable=SC2034 # used by the scripts that source this file
 declare -A PCIEM_KERNEL_SUITE=([6.12]=bookworm-backports [6.1]=bookworm)
+# shellcheck disable=SC2034
 PCIEM_KERNELS="6.12 6.1"
 
 log()  { printf '[%s] %s\n' "${PCIEM_LOG_TAG:-pciem}" "$*" >&2; }

@@ -1,0 +1,83 @@
+// Runs commands and files inside the test VM through guests/vm/run.
+import { spawn } from 'node:child_process';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type KernelVersion, repoRoot } from './paths.js';
+
+export interface VmOptions {
+  kernel?: KernelVersion;
+  /** Seconds before the VM is killed (the run then resolves with code 124). */
+  timeoutSec?: number;
+  memoryMiB?: number;
+  cpus?: number;
+  /** Extra kernel command line. */
+  append?: string;
+  /** Directory the command runs in, inside the VM (default: the checkout). */
+  cwd?: string;
+  /** Copy the VM's output to this process's stderr as it arrives. */
+  echo?: boolean;
+}
+
+export interface VmResult {
+  /** The command's exit status; 124 on timeout, 125 when the VM could not run it. */
+  code: number;
+  /** What the command printed (stdout and stderr, interleaved as written). */
+  output: string;
+  /** What the harness itself said (errors, console tail). */
+  harness: string;
+}
+
+export const vmRunPath = join(repoRoot, 'guests', 'vm', 'run');
+
+/** The harness arguments for a command: exported so it can be unit-tested. */
+export function vmArgs(argv: readonly string[], opts: VmOptions = {}): string[] {
+  if (argv.length === 0) throw new TypeError('vmArgs: empty command');
+  const args: string[] = [];
+  if (opts.kernel !== undefined) args.push('--kernel', opts.kernel);
+  if (opts.timeoutSec !== undefined) args.push('--timeout', String(opts.timeoutSec));
+  if (opts.memoryMiB !== undefined) args.push('--memory', String(opts.memoryMiB));
+  if (opts.cpus !== undefined) args.push('--cpus', String(opts.cpus));
+  if (opts.append !== undefined) args.push('--append', opts.append);
+  args.push('--', ...argv);
+  return args;
+}
+
+/** Runs argv inside the VM. Never rejects for a non-zero exit: check `code`. */
+export function vmRun(argv: readonly string[], opts: VmOptions = {}): Promise<VmResult> {
+  return runHarness(vmArgs(argv, opts), opts);
+}
+
+/** Runs raw harness arguments (for tests of the harness's own checks). */
+export function runHarness(args: readonly string[], opts: Pick<VmOptions, 'cwd' | 'echo'> = {}): Promise<VmResult> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(vmRunPath, args, { cwd: opts.cwd ?? repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    let harness = '';
+    child.stdout.setEncoding('utf8').on('data', (s: string) => {
+      output += s;
+      if (opts.echo === true) process.stderr.write(s);
+    });
+    child.stderr.setEncoding('utf8').on('data', (s: string) => {
+      harness += s;
+      if (opts.echo === true) process.stderr.write(s);
+    });
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      resolvePromise({ code: code ?? (signal !== null ? 128 : 255), output, harness });
+    });
+  });
+}
+
+/** Writes a bash script to a host temp folder (visible in the VM) and runs it there. */
+export async function vmRunScript(script: string, opts: VmOptions = {}): Promise<VmResult> {
+  const dir = await mkdtemp(join(tmpdir(), 'pciem-vm-script-'));
+  try {
+    const file = join(dir, 'script.sh');
+    await writeFile(file, `set -eu\n${script}\n`);
+    await chmod(file, 0o755);
+    return await vmRun(['/bin/bash', file], opts);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,98 @@
+// VM smoke tests: the harness boots Debian's kernels for real, and a module
+// built from kernel/ loads into the 6.12 guest.
+import { expect } from 'chai';
+import { execFileSync } from 'node:child_process';
+import { relative } from 'node:path';
+import { kernelModule, kernelRelease, kernelVersions, repoRoot } from '../lib/paths.js';
+import { vmRun, vmRunScript } from '../lib/vm.js';
+
+const BAD_DMESG = /Oops|BUG:|WARNING:|Call Trace|general protection/;
+
+function qemuJobs(): string[] {
+  try {
+    return execFileSync('pgrep', ['-af', 'pciem\\.job='], { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
+  } catch {
+    return []; // pgrep exits 1 when nothing matches
+  }
+}
+
+describe('VM harness (boots for real)', function () {
+  this.timeout(180_000);
+
+  for (const kernel of kernelVersions) {
+    it(`boots Debian ${kernel} and runs a command as root`, async function () {
+      const r = await vmRun(['sh', '-c', 'uname -r; id -u'], { kernel });
+      expect(r.code, r.harness).to.equal(0);
+      const [release, uid] = r.output.trim().split('\n');
+      console.log(`      guest kernel release: ${release}`);
+      expect(release).to.equal(kernelRelease(kernel));
+      expect(uid).to.equal('0');
+    });
+  }
+
+  it('passes the command exit status through', async function () {
+    expect((await vmRun(['false'])).code).to.equal(1);
+    expect((await vmRun(['sh', '-c', 'exit 42'])).code).to.equal(42);
+  });
+
+  it('runs in the caller directory, with arguments intact, over a writable overlay', async function () {
+    const r = await vmRunScript('pwd; printf "<%s>" "$@"; echo hi > /usr/pciem-overlay-test && cat /usr/pciem-overlay-test');
+    expect(r.code, r.harness).to.equal(0);
+    expect(r.output).to.contain(repoRoot).and.contain('hi');
+  });
+
+  it('streams large output byte-exact', async function () {
+    const r = await vmRun(['seq', '1', '100000']);
+    expect(r.code).to.equal(0);
+    const expected = Array.from({ length: 100000 }, (_, i) => String(i + 1)).join('\n') + '\n';
+    expect(r.output === expected, 'seq output differs').to.equal(true);
+  });
+
+  it('kills a command that outlives --timeout, exits 124 and leaves no QEMU behind', async function () {
+    const r = await vmRun(['sleep', '600'], { timeoutSec: 10 });
+    expect(r.code).to.equal(124);
+    expect(r.harness).to.contain('timed out after 10 s');
+    expect(qemuJobs()).to.deep.equal([]);
+  });
+
+  it('reports a VM that cannot boot with the console tail, exit 125, no QEMU behind', async function () {
+    // No init to run: the kernel panics during boot.
+    const r = await vmRun(['true'], { append: 'rdinit=/no-such-init', timeoutSec: 60 });
+    expect(r.code).to.equal(125);
+    expect(r.harness).to.contain('without running the command').and.contain('Console tail');
+    expect(r.harness).to.match(/Kernel panic|No working init/);
+    expect(qemuJobs()).to.deep.equal([]);
+  });
+});
+
+describe('pciem.ko skeleton in the 6.12 guest', function () {
+  this.timeout(180_000);
+
+  it('loads, creates /dev/pciem, answers ioctls with ENOTTY, unloads, dmesg clean', async function () {
+    const ko = relative(repoRoot, kernelModule('6.12', 'pciem'));
+    const r = await vmRunScript(`
+insmod ${ko}
+grep -E '^pciem ' /proc/modules
+test -c /dev/pciem && echo "dev: $(stat -c '%F %a' /dev/pciem)"
+python3 -c '
+import errno, fcntl, os
+fd = os.open("/dev/pciem", os.O_RDWR)
+try:
+    fcntl.ioctl(fd, 0xAF00)
+except OSError as e:
+    print("ioctl:", errno.errorcode[e.errno])
+'
+rmmod pciem
+test ! -e /dev/pciem && echo "removed"
+dmesg
+`);
+    expect(r.code, r.output + r.harness).to.equal(0);
+    console.log(`      ${r.output.split('\n').find((l) => l.startsWith('pciem ')) ?? ''}`);
+    expect(r.output).to.match(/^pciem \d+ 0 - Live/m);
+    expect(r.output).to.contain('dev: character special file 600');
+    expect(r.output).to.contain('ioctl: ENOTTY');
+    expect(r.output).to.contain('removed');
+    expect(r.output).to.match(/pciem: version \S+ loaded/);
+    expect(r.output).to.not.match(BAD_DMESG);
+  });
+});
