@@ -117,15 +117,17 @@ static void protopciem_regs_write(void *opaque, hwaddr addr, uint64_t val,
 }
 
 /*
- * Registers are 32 bits wide.  Narrower or wider driver accesses are
- * accepted and assembled from 32-bit ones by the memory core.
+ * Registers are 32 bits wide, as upstream's driver accesses them.  Aligned
+ * 64-bit accesses are split into two 32-bit ones by the memory core;
+ * narrower or misaligned accesses are refused by the memory core before
+ * they reach the callbacks (visible with -d invalid_mem).
  */
 static const MemoryRegionOps protopciem_regs_ops = {
     .read = protopciem_regs_read,
     .write = protopciem_regs_write,
     .endianness = DEVICE_LITTLE_ENDIAN,
     .valid = {
-        .min_access_size = 1,
+        .min_access_size = 4,
         .max_access_size = 8,
     },
     .impl = {
