@@ -1,0 +1,287 @@
+/* SPDX-License-Identifier: GPL-2.0 WITH Linux-syscall-note */
+/*
+ * /dev/pciem: synthetic PCIe devices driven from userspace.
+ *
+ * Two parts:
+ *  - the compatible ABI (ioctls 10..26 on magic 0xAF, struct layouts, the
+ *    instance fd returned by REGISTER, BAR mmap page offset func * 8 + bar,
+ *    the 256 x 48-byte event ring at offset 0 of the /dev/pciem fd), kept
+ *    byte for byte so existing PCIem userspace cards run unmodified. Its
+ *    structs keep their original sizes: padding that the original left to
+ *    the compiler is spelled out here as reserved fields, which must be 0.
+ *  - extensions (ioctls 40 and up), which follow the kernel's rules for new
+ *    ioctls: argsz + flags first, unknown flags and non-zero reserved
+ *    fields rejected with -EINVAL.
+ * docs/uapi.md describes every ioctl: arguments, order, errors.
+ */
+#ifndef _UAPI_LINUX_PCIEM_H
+#define _UAPI_LINUX_PCIEM_H
+
+#include <linux/ioctl.h>
+#include <linux/types.h>
+
+#define PCIEM_MAX_FUNCTIONS		8
+#define PCIEM_NUM_BARS			6
+
+/* --- Device description (on the /dev/pciem fd, before REGISTER) --- */
+
+#define PCIEM_CREATE_FLAG_BUS_MODE_MASK		0x00000003
+#define PCIEM_CREATE_FLAG_BUS_MODE_VIRTUAL	0x00000000
+#define PCIEM_CREATE_FLAG_BUS_MODE_ATTACH	0x00000001
+
+struct pciem_create_device {
+	__u32 flags;		/* PCIEM_CREATE_FLAG_* */
+	__u8 func;		/* 0 first; 1..7 after it, for multi-function */
+	__u8 reserved[3];
+};
+
+/* flags: PCI_BASE_ADDRESS_SPACE_MEMORY | PCI_BASE_ADDRESS_MEM_TYPE_64 |
+ * PCI_BASE_ADDRESS_MEM_PREFETCH, as in the BAR register itself. */
+struct pciem_bar_config {
+	__u32 bar_index;	/* 0..5; a 64-bit BAR also takes bar_index + 1 */
+	__u32 flags;
+	__u64 size;		/* power of two, >= 4096 */
+	__u8 func;
+	__u8 reserved[3];
+	__u8 reserved2[4];
+};
+
+struct pciem_cap_msi_userspace {
+	__u8 num_vectors_log2;	/* 0..5: 1..32 vectors */
+	__u8 has_64bit;
+	__u8 has_masking;	/* per-vector mask and pending bits */
+	__u8 reserved;
+};
+
+struct pciem_cap_msix_userspace {
+	__u8 bar_index;		/* BAR holding the table and the PBA */
+	__u8 reserved[3];
+	__u32 table_offset;	/* 8-byte aligned */
+	__u32 pba_offset;	/* 8-byte aligned */
+	__u16 table_size;	/* number of vectors, 1..2048 */
+	__u16 reserved2;
+};
+
+struct pciem_cap_pasid_userspace {
+	__u8 max_pasid_width;	/* 0..20 */
+	__u8 execute_permission;
+	__u8 privileged_mode;
+	__u8 reserved;
+};
+
+#define PCIEM_CAP_MSI		0
+#define PCIEM_CAP_MSIX		1
+#define PCIEM_CAP_PM		2
+#define PCIEM_CAP_PCIE		3
+#define PCIEM_CAP_VSEC		4
+#define PCIEM_CAP_PASID		5
+
+struct pciem_cap_config {
+	__u32 cap_type;		/* PCIEM_CAP_* */
+	__u8 func;
+	__u8 reserved[3];
+	union {
+		struct pciem_cap_msi_userspace msi;
+		struct pciem_cap_msix_userspace msix;
+		struct pciem_cap_pasid_userspace pasid;
+		__u8 raw[16];
+	};
+};
+
+struct pciem_config_space {
+	__u8 func;
+	__u8 reserved_func[3];
+	__u16 vendor_id;
+	__u16 device_id;
+	__u16 subsys_vendor_id;
+	__u16 subsys_device_id;
+	__u8 revision;
+	__u8 class_code[3];	/* [0] prog-if, [1] subclass, [2] base class */
+	__u8 header_type;	/* 0; the multi-function bit is set by pciem */
+	__u8 reserved[7];
+};
+
+/* --- Events (the compatible ring) --- */
+
+struct pciem_event {
+	__u64 seq;
+	__u32 type;		/* PCIEM_EVENT_* */
+	__u32 bar;
+	__u64 offset;
+	__u32 size;
+	__u32 reserved;
+	__u64 data;
+	__u64 timestamp;	/* ktime_get_ns() */
+};
+
+#define PCIEM_EVENT_MMIO_READ		1
+#define PCIEM_EVENT_MMIO_WRITE		2
+#define PCIEM_EVENT_CONFIG_READ		3
+#define PCIEM_EVENT_CONFIG_WRITE	4
+#define PCIEM_EVENT_MSI_ACK		5
+#define PCIEM_EVENT_RESET		6
+
+struct pciem_response {
+	__u64 seq;
+	__u64 data;
+	__s32 status;
+	__u32 reserved;
+};
+
+/* --- Interrupts, DMA, P2P (instance work) --- */
+
+struct pciem_irq_inject {
+	__u32 vector;
+	__u8 func;
+	__u8 reserved[3];
+};
+
+#define PCIEM_DMA_FLAG_READ		0x1	/* host memory -> user_addr */
+#define PCIEM_DMA_FLAG_WRITE		0x2	/* user_addr -> host memory */
+
+struct pciem_dma_op {
+	__u64 guest_iova;
+	__u64 user_addr;
+	__u32 length;
+	__u32 pasid;
+	__u32 flags;
+	__u8 func;
+	__u8 reserved[3];
+};
+
+#define PCIEM_ATOMIC_FETCH_ADD		1
+#define PCIEM_ATOMIC_FETCH_SUB		2
+#define PCIEM_ATOMIC_SWAP		3
+#define PCIEM_ATOMIC_CAS		4
+#define PCIEM_ATOMIC_FETCH_AND		5
+#define PCIEM_ATOMIC_FETCH_OR		6
+#define PCIEM_ATOMIC_FETCH_XOR		7
+
+struct pciem_dma_atomic {
+	__u64 guest_iova;
+	__u64 operand;
+	__u64 compare;
+	__u32 op_type;
+	__u32 pasid;
+	__u64 result;
+	__u8 func;
+	__u8 reserved[7];
+};
+
+struct pciem_p2p_op_user {
+	__u64 target_phys_addr;
+	__u64 user_addr;
+	__u32 length;
+	__u32 flags;
+	__u8 func;
+	__u8 reserved[7];
+};
+
+struct pciem_bar_info_query {
+	__u32 bar_index;
+	__u32 reserved0;
+	__u64 phys_addr;	/* out */
+	__u64 size;		/* out */
+	__u32 flags;		/* out */
+	__u8 func;
+	__u8 reserved[3];
+};
+
+#define PCIEM_WP_FLAG_BAR_KPROBES	(1 << 0)
+#define PCIEM_WP_FLAG_BAR_MANUAL	(1 << 1)
+
+struct pciem_eventfd_config {
+	__s32 eventfd;		/* -1 to detach */
+	__u32 reserved;
+};
+
+#define PCIEM_IRQFD_FLAG_LEVEL		(1 << 0)
+#define PCIEM_IRQFD_FLAG_DEASSERT	(1 << 1)
+
+struct pciem_irqfd_config {
+	__s32 eventfd;
+	__u32 vector;
+	__u32 flags;
+	__u8 func;
+	__u8 reserved[3];
+};
+
+struct pciem_dma_indirect {
+	__u64 prp1;
+	__u64 prp2;
+	__u64 user_addr;
+	__u32 length;
+	__u32 page_size;
+	__u32 pasid;
+	__u32 flags;
+	__u8 func;
+	__u8 reserved[3];
+	__u8 reserved2[4];
+};
+
+#define PCIEM_TRACE_READS		(1 << 0)
+#define PCIEM_TRACE_WRITES		(1 << 1)
+/* Writes are reported but not applied to the BAR's memory. */
+#define PCIEM_TRACE_STOP_WRITES		(1 << 2)
+
+/* 12 bytes, as in the original ABI (its size is part of the ioctl number). */
+struct pciem_trace_bar {
+	__u32 bar_index;
+	__u32 flags;		/* PCIEM_TRACE_* */
+	__u8 func;
+	__u8 reserved[3];
+};
+
+#define PCIEM_IOCTL_MAGIC	0xAF
+
+#define PCIEM_IOCTL_CREATE_DEVICE	_IOWR(PCIEM_IOCTL_MAGIC, 10, struct pciem_create_device)
+#define PCIEM_IOCTL_ADD_BAR		_IOW(PCIEM_IOCTL_MAGIC, 11, struct pciem_bar_config)
+#define PCIEM_IOCTL_ADD_CAPABILITY	_IOW(PCIEM_IOCTL_MAGIC, 12, struct pciem_cap_config)
+#define PCIEM_IOCTL_SET_CONFIG		_IOW(PCIEM_IOCTL_MAGIC, 13, struct pciem_config_space)
+#define PCIEM_IOCTL_REGISTER		_IO(PCIEM_IOCTL_MAGIC, 14)
+#define PCIEM_IOCTL_INJECT_IRQ		_IOW(PCIEM_IOCTL_MAGIC, 15, struct pciem_irq_inject)
+#define PCIEM_IOCTL_DMA			_IOWR(PCIEM_IOCTL_MAGIC, 16, struct pciem_dma_op)
+#define PCIEM_IOCTL_DMA_ATOMIC		_IOWR(PCIEM_IOCTL_MAGIC, 17, struct pciem_dma_atomic)
+#define PCIEM_IOCTL_P2P			_IOWR(PCIEM_IOCTL_MAGIC, 18, struct pciem_p2p_op_user)
+#define PCIEM_IOCTL_GET_BAR_INFO	_IOWR(PCIEM_IOCTL_MAGIC, 19, struct pciem_bar_info_query)
+#define PCIEM_IOCTL_SET_EVENTFD		_IOW(PCIEM_IOCTL_MAGIC, 21, struct pciem_eventfd_config)
+#define PCIEM_IOCTL_SET_IRQFD		_IOW(PCIEM_IOCTL_MAGIC, 22, struct pciem_irqfd_config)
+#define PCIEM_IOCTL_DMA_INDIRECT	_IOWR(PCIEM_IOCTL_MAGIC, 24, struct pciem_dma_indirect)
+#define PCIEM_IOCTL_TRACE_BAR		_IOWR(PCIEM_IOCTL_MAGIC, 25, struct pciem_trace_bar)
+#define PCIEM_IOCTL_START		_IO(PCIEM_IOCTL_MAGIC, 26)
+
+/* The compatible event ring, mmap'd read-write at offset 0 of the
+ * /dev/pciem fd. pciem writes events[tail] and then advances tail (release);
+ * userspace reads events[head] and then advances head. Full when
+ * (tail + 1) % PCIEM_RING_SIZE == head. Indices are ints in 0..255. */
+#define PCIEM_RING_SIZE		256
+#define PCIEM_MAX_IRQFDS	32
+
+struct pciem_shared_ring {
+	__s32 head;		/* read index, advanced by userspace */
+	__u8 pad1[60];
+	__s32 tail;		/* write index, advanced by pciem */
+	__u8 pad2[60];
+	struct pciem_event events[PCIEM_RING_SIZE];
+};
+
+/* --- Extensions --- */
+
+#define PCIEM_API_VERSION	1
+
+/* features */
+#define PCIEM_FEATURE_COMPAT_RING	(1 << 0)
+
+struct pciem_info {
+	__u32 argsz;		/* in: sizeof(struct pciem_info) */
+	__u32 flags;		/* in: 0 */
+	__u32 api_version;	/* out: PCIEM_API_VERSION */
+	__u32 features;		/* out: PCIEM_FEATURE_* */
+	__u32 max_functions;	/* out */
+	__u32 ring_size;	/* out: entries of the compatible ring */
+	__u64 reserved[4];	/* out: 0 */
+};
+
+#define PCIEM_IOCTL_GET_INFO		_IOWR(PCIEM_IOCTL_MAGIC, 40, struct pciem_info)
+
+#endif /* _UAPI_LINUX_PCIEM_H */
