@@ -68,11 +68,11 @@ describe('VM harness (boots for real)', function () {
 
   it('reports a guest kernel crash during the command with the panic, exit 125, and does not run it again', async function () {
     const r = await vmRun(['sh', '-c', 'echo ran-once; echo c > /proc/sysrq-trigger']);
-    expect(r.code).to.equal(125);
-    expect(r.harness).to.contain('died while the command ran').and.contain('from the first crash line');
+    expect(r.code, r.harness).to.equal(125);
+    expect(r.harness, r.harness).to.contain('died while the command ran').and.contain('from the first crash line');
     expect(r.harness).to.match(/Kernel panic - not syncing: sysrq triggered crash/);
-    expect(r.harness).to.not.contain('booting once more');
-    expect(r.output.match(/ran-once/g)).to.have.length(1);
+    expect(r.harness, r.harness).to.not.contain('booting once more');
+    expect(r.output.match(/ran-once/g), r.output).to.have.length(1);
     expect(qemuJobs()).to.deep.equal([]);
   });
 });
