@@ -1,0 +1,879 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * pciem_trace: trap and emulate every CPU access to a synthetic BAR (see
+ * pciem_trace.h for the contract).
+ *
+ * Three kprobes, all on function entries that ftrace can patch (checked on
+ * Debian 6.1 and 6.12: present in /proc/kallsyms under these exact names,
+ * listed in available_filter_functions, absent from the kprobe blacklist):
+ *
+ * ioremap_page_range(addr, end, phys, prot)
+ *	x86's __ioremap_caller() is its only caller, and every ioremap flavour
+ *	(ioremap, _wc, _uc, _wt, _cache, _prot; pci_iomap*, devm_ioremap*,
+ *	memremap of non-RAM) goes through __ioremap_caller(), so this is the
+ *	one choke point. When the range being mapped overlaps a traced range,
+ *	the probe records the mapping and returns 0 from the function before
+ *	it writes a single entry: the vm area stays allocated but unmapped.
+ *	No entry is ever present, so no TLB flush is needed and no other CPU
+ *	can race through a window in which the physical address is mapped.
+ *
+ * iounmap(addr)
+ *	Every ioremap mapping ends here (pci_iounmap, devm release and
+ *	memunmap included). The probe forgets the mapping. The entries are
+ *	still none, which vunmap_range_noflush() tears down without a word
+ *	(it warns only about entries that are neither none nor present), so
+ *	there is nothing to restore and no instant at which the unbacked
+ *	address becomes reachable.
+ *
+ * bad_area_nosemaphore(regs, error_code, address)
+ *	do_kern_addr_fault() (itself not probe-able) tail-calls it for a
+ *	kernel-address fault that is not spurious and not a kprobe's own. The
+ *	probe emulates the access and then, as override_function_with_return()
+ *	does for error injection, sends the function straight to a return, so
+ *	the oops path never runs. Faults it does not recognise continue as
+ *	usual.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": trace: " fmt
+
+#include <linux/err.h>
+#include <linux/kprobes.h>
+#include <linux/list.h>
+#include <linux/minmax.h>
+#include <linux/mm.h>
+#include <linux/module.h>
+#include <linux/percpu.h>
+#include <linux/printk.h>
+#include <linux/rculist.h>
+#include <linux/slab.h>
+#include <linux/spinlock.h>
+#include <linux/uaccess.h>
+#include <asm/ptrace.h>
+#include <asm/trap_pf.h>
+
+#include "pciem_insn.h"
+#include "pciem_trace.h"
+
+struct pciem_trace_range {
+	struct list_head node;		/* in pciem_trace_ranges */
+	phys_addr_t start;
+	u64 len;
+	u64 span;			/* len in whole pages: what is trapped */
+	const struct pciem_trace_ops *ops;
+	void *priv;
+};
+
+/* A traced mapping, from its ioremap_page_range() to its iounmap(). */
+struct pciem_trace_map {
+	struct list_head node;		/* in pciem_trace_maps */
+	unsigned long va;		/* start of the vm area, page aligned */
+	unsigned long size;		/* bytes, whole pages */
+	phys_addr_t phys;		/* what va would have mapped */
+	struct pciem_trace_range __rcu *range;	/* NULL once removed */
+	struct rcu_head rcu;
+};
+
+/*
+ * pciem_trace_lock serialises every change to the two lists, to
+ * map->range and to pciem_trace_active. It is taken in process context:
+ * add, remove, exit, and the ioremap/iounmap probes (they run in their
+ * caller's context with preemption off; ioremap and iounmap sleep, so never
+ * in IRQ context). The fault path never takes it: it walks pciem_trace_maps
+ * under RCU, so a fault can be handled while any CPU holds the lock.
+ * pciem_trace_remove() waits for in-flight faults with synchronize_rcu();
+ * probe handlers run with preemption off, which that also waits for.
+ */
+static DEFINE_SPINLOCK(pciem_trace_lock);
+static LIST_HEAD(pciem_trace_ranges);
+static LIST_HEAD(pciem_trace_maps);	/* RCU readers: the fault path */
+static bool pciem_trace_active;		/* the probes are registered */
+
+/* Per CPU, so the fault path never shares a cache line for a count. */
+static DEFINE_PER_CPU(struct pciem_trace_stats, pciem_trace_counts);
+
+/*
+ * Where the probes send a probed function so that it returns at once, as
+ * x86's override_function_with_return() does: the probe's exit returns
+ * (never jumps) here with the stack as at the function's entry, so this
+ * returns to the probed function's caller.
+ */
+static noinline int pciem_trace_return_0(void)
+{
+	return 0;
+}
+
+static noinline int pciem_trace_return_enomem(void)
+{
+	return -ENOMEM;
+}
+
+static void pciem_trace_return_now(struct pt_regs *regs, int (*ret)(void))
+{
+	instruction_pointer_set(regs, (unsigned long)ret);
+}
+
+/*
+ * Never runs after a pre handler that redirected. Having one keeps kprobes
+ * from jump-optimizing the probe (an optimized probe ignores a changed ip)
+ * should it ever fall back from ftrace to int3, and makes ftrace register
+ * the site as ip-modifying, so a livepatch of the same function is refused
+ * instead of silently racing us.
+ */
+static void pciem_trace_no_post(struct kprobe *kp, struct pt_regs *regs,
+				unsigned long flags)
+{
+}
+
+/* The instruction at ip; fewer bytes if the next page is unreadable. */
+static unsigned int pciem_trace_fetch(unsigned long ip, u8 *buf)
+{
+	unsigned int first = min_t(unsigned long, PCIEM_INSN_MAX_LEN,
+				   PAGE_SIZE - offset_in_page(ip));
+
+	if (copy_from_kernel_nofault(buf, (void *)ip, first))
+		return 0;
+	if (first < PCIEM_INSN_MAX_LEN &&
+	    !copy_from_kernel_nofault(buf + first, (void *)(ip + first),
+				      PCIEM_INSN_MAX_LEN - first))
+		return PCIEM_INSN_MAX_LEN;
+	return first;
+}
+
+/*
+ * Refused instructions still have to be skipped, so the length of any
+ * x86-64 instruction is worked out here: what follows each opcode.
+ */
+#define PCIEM_TRACE_MODRM	BIT(0)
+#define PCIEM_TRACE_IMM8	BIT(1)
+#define PCIEM_TRACE_IMM16	BIT(2)
+#define PCIEM_TRACE_IMM32	BIT(3)
+#define PCIEM_TRACE_IMMZ	BIT(4)	/* 2 or 4 bytes by operand size */
+#define PCIEM_TRACE_IMMV	BIT(5)	/* 2, 4 or 8 bytes by operand size */
+#define PCIEM_TRACE_MOFFS	BIT(6)	/* 8 bytes, 4 with 0x67 */
+#define PCIEM_TRACE_GRP3	BIT(7)	/* F6/F7: an immediate for /0 and /1 */
+#define PCIEM_TRACE_BAD		BIT(8)	/* undefined in 64-bit mode */
+
+/* The one-byte map; prefixes, 0F, VEX and EVEX are handled before. */
+static unsigned int pciem_trace_shape_map0(u8 op)
+{
+	switch (op) {
+	case 0x00 ... 0x3f:	/* add, or, adc, sbb, and, sub, xor, cmp */
+		switch (op & 7) {
+		case 0 ... 3:
+			return PCIEM_TRACE_MODRM;
+		case 4:
+			return PCIEM_TRACE_IMM8;
+		case 5:
+			return PCIEM_TRACE_IMMZ;
+		default:
+			return PCIEM_TRACE_BAD;
+		}
+	case 0x50 ... 0x5f:
+	case 0x6c ... 0x6f:
+	case 0x90 ... 0x99:
+	case 0x9b ... 0x9f:
+	case 0xa4 ... 0xa7:
+	case 0xaa ... 0xaf:
+	case 0xc3:
+	case 0xc9:
+	case 0xcb ... 0xcc:
+	case 0xcf:
+	case 0xd7:
+	case 0xec ... 0xef:
+	case 0xf1:
+	case 0xf4 ... 0xf5:
+	case 0xf8 ... 0xfd:
+		return 0;
+	case 0x63:
+	case 0x84 ... 0x8f:
+	case 0xd0 ... 0xd3:
+	case 0xd8 ... 0xdf:
+	case 0xfe ... 0xff:
+		return PCIEM_TRACE_MODRM;
+	case 0x68:
+	case 0xa9:
+		return PCIEM_TRACE_IMMZ;
+	case 0x69:
+	case 0x81:
+	case 0xc7:
+		return PCIEM_TRACE_MODRM | PCIEM_TRACE_IMMZ;
+	case 0x6a:
+	case 0x70 ... 0x7f:
+	case 0xa8:
+	case 0xb0 ... 0xb7:
+	case 0xcd:
+	case 0xe0 ... 0xe7:
+	case 0xeb:
+		return PCIEM_TRACE_IMM8;
+	case 0x6b:
+	case 0x80:
+	case 0x83:
+	case 0xc0 ... 0xc1:
+	case 0xc6:
+		return PCIEM_TRACE_MODRM | PCIEM_TRACE_IMM8;
+	case 0xa0 ... 0xa3:
+		return PCIEM_TRACE_MOFFS;
+	case 0xb8 ... 0xbf:
+		return PCIEM_TRACE_IMMV;
+	case 0xc2:
+	case 0xca:
+		return PCIEM_TRACE_IMM16;
+	case 0xc8:
+		return PCIEM_TRACE_IMM16 | PCIEM_TRACE_IMM8;
+	case 0xe8 ... 0xe9:
+		return PCIEM_TRACE_IMM32;
+	case 0xf6 ... 0xf7:
+		return PCIEM_TRACE_MODRM | PCIEM_TRACE_GRP3;
+	default:
+		return PCIEM_TRACE_BAD;
+	}
+}
+
+/* The 0F map, also VEX/EVEX map 1. */
+static unsigned int pciem_trace_shape_map1(u8 op)
+{
+	switch (op) {
+	case 0x00 ... 0x03:
+	case 0x0d:
+	case 0x10 ... 0x23:
+	case 0x28 ... 0x2f:
+	case 0x40 ... 0x6f:
+	case 0x74 ... 0x76:
+	case 0x78 ... 0x79:
+	case 0x7c ... 0x7f:
+	case 0x90 ... 0x9f:
+	case 0xa3:
+	case 0xa5:
+	case 0xab:
+	case 0xad ... 0xb9:
+	case 0xbb ... 0xc1:
+	case 0xc3:
+	case 0xc7:
+	case 0xd0 ... 0xff:
+		return PCIEM_TRACE_MODRM;
+	case 0x0f:		/* 3DNow!: the opcode comes as an imm8 */
+	case 0x70 ... 0x73:
+	case 0xa4:
+	case 0xac:
+	case 0xba:
+	case 0xc2:
+	case 0xc4 ... 0xc6:
+		return PCIEM_TRACE_MODRM | PCIEM_TRACE_IMM8;
+	case 0x05 ... 0x09:
+	case 0x0b:
+	case 0x0e:
+	case 0x30 ... 0x37:
+	case 0x77:
+	case 0xa0 ... 0xa2:
+	case 0xa8 ... 0xaa:
+	case 0xc8 ... 0xcf:
+		return 0;
+	case 0x80 ... 0x8f:
+		return PCIEM_TRACE_IMM32;
+	default:
+		return PCIEM_TRACE_BAD;
+	}
+}
+
+/* What the refusal path needs to know of an instruction. */
+struct pciem_trace_shape {
+	u8 len;
+	u8 map;		/* 0: one byte, 1: 0F, 2: 0F38, 3: 0F3A, (E)VEX maps */
+	u8 op;
+	u8 opsize;	/* 2, 4 or 8 */
+	bool rep;	/* F2 or F3 */
+	bool addr32;	/* 0x67: 32-bit pointers and count */
+	bool mem;	/* has an explicit memory operand or is a string op */
+};
+
+static int pciem_trace_shape(const u8 *buf, unsigned int n,
+			     struct pciem_trace_shape *s)
+{
+	unsigned int pos = 0, flags, disp = 0, imm = 0;
+	bool opsize16 = false;
+	u8 rex = 0, b, modrm = 0, mod, rm;
+
+	*s = (struct pciem_trace_shape){};
+	n = min_t(unsigned int, n, PCIEM_INSN_MAX_LEN);
+	for (;;) {
+		if (pos >= n)
+			return -E2BIG;
+		b = buf[pos++];
+		if ((b & 0xf0) == 0x40) {
+			rex = b;
+			continue;
+		}
+		switch (b) {
+		case 0x66:
+			opsize16 = true;
+			break;
+		case 0x67:
+			s->addr32 = true;
+			break;
+		case 0xf2:
+		case 0xf3:
+			s->rep = true;
+			break;
+		case 0x26:
+		case 0x2e:
+		case 0x36:
+		case 0x3e:
+		case 0x64:
+		case 0x65:
+		case 0xf0:
+			break;
+		default:
+			goto opcode;
+		}
+		rex = 0;	/* a REX counts only right before the opcode */
+	}
+opcode:
+	s->opsize = rex & 8 ? 8 : opsize16 ? 2 : 4;
+	if (b == 0xc4 || b == 0xc5 || b == 0x62) {
+		/* VEX3, VEX2, EVEX: 2, 1, 3 more prefix bytes, then the opcode */
+		unsigned int more = b == 0xc5 ? 1 : b == 0xc4 ? 2 : 3;
+
+		if (pos + more >= n)
+			return -E2BIG;
+		s->map = b == 0xc5 ? 1 : b == 0xc4 ? buf[pos] & 0x1f : buf[pos] & 7;
+		pos += more;
+		s->op = buf[pos++];
+		switch (s->map) {
+		case 1:
+			flags = pciem_trace_shape_map1(s->op);
+			break;
+		case 2:
+		case 5:
+		case 6:
+			flags = PCIEM_TRACE_MODRM;
+			break;
+		case 3:
+			flags = PCIEM_TRACE_MODRM | PCIEM_TRACE_IMM8;
+			break;
+		default:
+			flags = PCIEM_TRACE_BAD;
+			break;
+		}
+	} else if (b == 0x0f) {
+		if (pos >= n)
+			return -E2BIG;
+		b = buf[pos++];
+		if (b == 0x38 || b == 0x3a) {
+			if (pos >= n)
+				return -E2BIG;
+			s->map = b == 0x38 ? 2 : 3;
+			s->op = buf[pos++];
+			flags = PCIEM_TRACE_MODRM |
+				(s->map == 3 ? PCIEM_TRACE_IMM8 : 0);
+		} else {
+			s->map = 1;
+			s->op = b;
+			flags = pciem_trace_shape_map1(b);
+		}
+	} else {
+		s->op = b;
+		flags = pciem_trace_shape_map0(b);
+	}
+	if (flags & PCIEM_TRACE_BAD)
+		return -EINVAL;
+
+	if (s->map == 0 && ((s->op >= 0x6c && s->op <= 0x6f) ||
+			    (s->op >= 0xa0 && s->op <= 0xa7) ||
+			    (s->op >= 0xaa && s->op <= 0xaf) || s->op == 0xd7))
+		s->mem = true;	/* string ops, moffs moves, xlat */
+	if (flags & PCIEM_TRACE_MODRM) {
+		if (pos >= n)
+			return -E2BIG;
+		modrm = buf[pos++];
+		mod = modrm >> 6;
+		rm = modrm & 7;
+		s->mem = mod != 3;
+		if (mod != 3 && rm == 4) {
+			if (pos >= n)
+				return -E2BIG;
+			if (mod == 0 && (buf[pos] & 7) == 5)
+				disp = 4;		/* SIB without base */
+			pos++;
+		} else if (mod == 0 && rm == 5) {
+			disp = 4;			/* RIP-relative */
+		}
+		if (mod == 1)
+			disp = 1;
+		else if (mod == 2)
+			disp = 4;
+		if ((flags & PCIEM_TRACE_GRP3) && (modrm >> 3 & 7) < 2)
+			flags |= s->op & 1 ? PCIEM_TRACE_IMMZ : PCIEM_TRACE_IMM8;
+	}
+	if (flags & PCIEM_TRACE_IMM8)
+		imm += 1;
+	if (flags & PCIEM_TRACE_IMM16)
+		imm += 2;
+	if (flags & PCIEM_TRACE_IMM32)
+		imm += 4;
+	if (flags & PCIEM_TRACE_IMMZ)
+		imm += s->opsize == 2 ? 2 : 4;
+	if (flags & PCIEM_TRACE_IMMV)
+		imm += s->opsize;
+	if (flags & PCIEM_TRACE_MOFFS)
+		imm += s->addr32 ? 4 : 8;
+	pos += disp + imm;
+	if (pos > PCIEM_INSN_MAX_LEN)
+		return -EINVAL;
+	if (pos > n)
+		return -E2BIG;
+	s->len = pos;
+	return 0;
+}
+
+/* Pointer arithmetic as the CPU does it, in 32 bits under 0x67. */
+static unsigned long pciem_trace_advance(unsigned long reg, long delta,
+					 bool addr32)
+{
+	reg += delta;
+	return addr32 ? (u32)reg : reg;
+}
+
+/* Stores all-ones over [dst, dst + len) without trusting dst. */
+static void pciem_trace_fill_ones(unsigned long dst, unsigned long len)
+{
+	static const u64 ones = ~0ULL;
+	unsigned long end = dst + len;
+
+	/* Kernel memory only, all in the direct map or all in vmalloc space. */
+	if (!len || end < dst)
+		return;
+	if (!(virt_addr_valid((void *)dst) && virt_addr_valid((void *)(end - 1))) &&
+	    !(is_vmalloc_addr((void *)dst) && is_vmalloc_addr((void *)(end - 1))))
+		return;
+	pagefault_disable();
+	while (dst < end) {
+		if (IS_ALIGNED(dst, 8) && end - dst >= 8) {
+			__put_kernel_nofault((void *)dst, &ones, u64, out);
+			dst += 8;
+		} else {
+			__put_kernel_nofault((void *)dst, &ones, u8, out);
+			dst++;
+		}
+	}
+out:
+	pagefault_enable();
+}
+
+/*
+ * A refused string instruction completes as if the device were gone: the
+ * pointers and the count advance over every element, writes go nowhere,
+ * reads deliver all-ones (lods into rAX, movs into the destination).
+ * Anything else is left alone.
+ */
+static void pciem_trace_skip_string(struct pt_regs *regs,
+				    const struct pciem_trace_map *m,
+				    const struct pciem_trace_shape *s)
+{
+	unsigned int esize;
+	unsigned long count, bytes;
+	bool src, dst;
+	long delta;
+
+	if (s->map != 0)
+		return;
+	switch (s->op) {
+	case 0xa4 ... 0xa7:	/* movs, cmps */
+		src = dst = true;
+		break;
+	case 0x6c ... 0x6d:	/* ins */
+	case 0xaa ... 0xab:	/* stos */
+	case 0xae ... 0xaf:	/* scas */
+		src = false;
+		dst = true;
+		break;
+	case 0x6e ... 0x6f:	/* outs */
+	case 0xac ... 0xad:	/* lods */
+		src = true;
+		dst = false;
+		break;
+	default:
+		return;
+	}
+	esize = !(s->op & 1) ? 1 : s->op < 0x70 ? min_t(u8, s->opsize, 4) :
+		s->opsize;
+	count = s->rep ? regs->cx : 1;
+	if (s->addr32)
+		count = (u32)count;
+	bytes = count * esize;
+	delta = regs->flags & X86_EFLAGS_DF ? -(long)bytes : (long)bytes;
+
+	if (s->op == 0xac || s->op == 0xad) {
+		if (esize == 8 || esize == 4)
+			regs->ax = esize == 8 ? ~0UL : 0xffffffffUL;
+		else
+			regs->ax |= esize == 2 ? 0xffffUL : 0xffUL;
+	}
+	/* movs from the device into memory: that memory reads all-ones */
+	if ((s->op == 0xa4 || s->op == 0xa5) && count &&
+	    regs->di - m->va >= m->size) {
+		unsigned long len = min(bytes, m->size);
+		unsigned long first = regs->flags & X86_EFLAGS_DF ?
+				      regs->di + esize - len : regs->di;
+
+		pciem_trace_fill_ones(first, len);
+	}
+	if (src)
+		regs->si = pciem_trace_advance(regs->si, delta, s->addr32);
+	if (dst)
+		regs->di = pciem_trace_advance(regs->di, delta, s->addr32);
+	if (s->rep)
+		regs->cx = 0;
+}
+
+/*
+ * An access that cannot be emulated. Returns false only when the bytes at
+ * ip are not a memory access of known length - in practice, only when they
+ * were rewritten after the CPU ran them (an int3 of another kprobe placed
+ * on this very instruction): nothing can be skipped safely, and the kernel
+ * oopses as it would have without pciem.
+ */
+static bool pciem_trace_refuse(struct pt_regs *regs,
+			       const struct pciem_trace_map *m,
+			       unsigned long addr, const u8 *buf,
+			       unsigned int n, const char *why)
+{
+	phys_addr_t pa = m->phys + (addr - m->va);
+	struct pciem_trace_shape s;
+
+	if (pciem_trace_shape(buf, n, &s) || !s.mem) {
+		pr_err_ratelimited("cannot decode the instruction at %pS accessing %pa: %*ph\n",
+				   (void *)regs->ip, &pa, n, buf);
+		return false;
+	}
+	pr_warn_ratelimited("%s at %pS accessing %pa (%*ph): skipped, reads give all-ones, writes are dropped\n",
+			    why, (void *)regs->ip, &pa, s.len, buf);
+	pciem_trace_skip_string(regs, m, &s);
+	regs->ip += s.len;
+	this_cpu_inc(pciem_trace_counts.refused);
+	return true;
+}
+
+/* Emulates the access at addr, which lies in m. Called under RCU. */
+static bool pciem_trace_emulate(struct pt_regs *regs,
+				const struct pciem_trace_map *m,
+				unsigned long addr, bool write)
+{
+	const struct pciem_trace_range *r;
+	u8 buf[PCIEM_INSN_MAX_LEN];
+	struct pciem_insn insn;
+	unsigned int n;
+	phys_addr_t pa;
+	u64 off;
+
+	n = pciem_trace_fetch(regs->ip, buf);
+	if (pciem_insn_decode(buf, n, &insn))
+		return pciem_trace_refuse(regs, m, addr, buf, n,
+					  "unsupported instruction");
+	if ((insn.kind == PCIEM_INSN_WRITE) != write)
+		return pciem_trace_refuse(regs, m, addr, buf, n,
+					  "instruction does not match the fault");
+
+	r = rcu_dereference(m->range);
+	if (!r) {
+		if (insn.kind == PCIEM_INSN_READ)
+			pciem_insn_complete_read(&insn, regs, ~0ULL);
+		this_cpu_inc(pciem_trace_counts.orphaned);
+		regs->ip += insn.len;
+		return true;
+	}
+
+	pa = m->phys + (addr - m->va);
+	off = pa - r->start;
+	if (pa < r->start || off >= r->len || r->len - off < insn.size) {
+		pr_warn_ratelimited("%u-byte access at offset %#llx of a %#llx-byte range, at %pS (%*ph): refused\n",
+				    insn.size, (u64)(pa - r->start), r->len,
+				    (void *)regs->ip, insn.len, buf);
+		if (insn.kind == PCIEM_INSN_READ)
+			pciem_insn_complete_read(&insn, regs, ~0ULL);
+		this_cpu_inc(pciem_trace_counts.refused);
+		regs->ip += insn.len;
+		return true;
+	}
+
+	if (insn.kind == PCIEM_INSN_WRITE) {
+		r->ops->write(r->priv, off, insn.size,
+			      pciem_insn_write_value(&insn, regs));
+		this_cpu_inc(pciem_trace_counts.writes);
+	} else {
+		pciem_insn_complete_read(&insn, regs,
+					 r->ops->read(r->priv, off, insn.size));
+		this_cpu_inc(pciem_trace_counts.reads);
+	}
+	regs->ip += insn.len;
+	return true;
+}
+
+static int pciem_trace_fault_pre(struct kprobe *kp, struct pt_regs *pregs)
+{
+	struct pt_regs *regs = (struct pt_regs *)regs_get_kernel_argument(pregs, 0);
+	unsigned long error_code = regs_get_kernel_argument(pregs, 1);
+	unsigned long addr = regs_get_kernel_argument(pregs, 2);
+	struct pciem_trace_map *m;
+	bool handled = false;
+
+	/* Ours are kernel-mode data accesses to a page that is not there. */
+	if (user_mode(regs) ||
+	    (error_code & (X86_PF_PROT | X86_PF_USER | X86_PF_RSVD | X86_PF_INSTR)))
+		return 0;
+
+	rcu_read_lock();
+	list_for_each_entry_rcu(m, &pciem_trace_maps, node) {
+		if (addr - m->va < m->size) {
+			handled = pciem_trace_emulate(regs, m, addr,
+						      error_code & X86_PF_WRITE);
+			break;
+		}
+	}
+	rcu_read_unlock();
+	if (!handled)
+		return 0;
+	pciem_trace_return_now(pregs, pciem_trace_return_0);
+	return 1;
+}
+
+/* The first range whose pages overlap [phys, phys + size). */
+static struct pciem_trace_range *pciem_trace_find_range(phys_addr_t phys,
+							 u64 size)
+{
+	struct pciem_trace_range *r;
+
+	lockdep_assert_held(&pciem_trace_lock);
+	list_for_each_entry(r, &pciem_trace_ranges, node) {
+		if (phys < r->start + r->span && r->start < phys + size)
+			return r;
+	}
+	return NULL;
+}
+
+static int pciem_trace_ioremap_pre(struct kprobe *kp, struct pt_regs *regs)
+{
+	unsigned long va = regs_get_kernel_argument(regs, 0);
+	unsigned long end = regs_get_kernel_argument(regs, 1);
+	phys_addr_t phys = regs_get_kernel_argument(regs, 2);
+	struct pciem_trace_range *r;
+	struct pciem_trace_map *m = NULL;
+
+	if (end <= va)
+		return 0;
+	spin_lock(&pciem_trace_lock);
+	r = pciem_trace_find_range(phys, end - va);
+	if (!r) {
+		spin_unlock(&pciem_trace_lock);
+		return 0;		/* not ours: map as usual */
+	}
+	m = kmalloc(sizeof(*m), GFP_ATOMIC);
+	if (m && try_module_get(THIS_MODULE)) {
+		m->va = va;
+		m->size = end - va;
+		m->phys = phys;
+		RCU_INIT_POINTER(m->range, r);
+		list_add_rcu(&m->node, &pciem_trace_maps);
+	} else {
+		kfree(m);
+		m = NULL;
+	}
+	spin_unlock(&pciem_trace_lock);
+
+	if (!m) {
+		/* Better a failed ioremap than an untraced one. */
+		pr_warn_ratelimited("cannot trace a mapping of %pa: the mapping fails\n",
+				    &phys);
+		pciem_trace_return_now(regs, pciem_trace_return_enomem);
+		return 1;
+	}
+	/* Skip the whole function: the area keeps no entries at all. */
+	pciem_trace_return_now(regs, pciem_trace_return_0);
+	return 1;
+}
+
+static int pciem_trace_iounmap_pre(struct kprobe *kp, struct pt_regs *regs)
+{
+	unsigned long va = regs_get_kernel_argument(regs, 0) & PAGE_MASK;
+	struct pciem_trace_map *m, *found = NULL;
+
+	spin_lock(&pciem_trace_lock);
+	list_for_each_entry(m, &pciem_trace_maps, node) {
+		if (m->va == va) {
+			list_del_rcu(&m->node);
+			found = m;
+			break;
+		}
+	}
+	spin_unlock(&pciem_trace_lock);
+	if (found) {
+		kfree_rcu(found, rcu);
+		module_put(THIS_MODULE);
+	}
+	return 0;
+}
+
+static struct kprobe pciem_trace_fault_kp, pciem_trace_ioremap_kp,
+		     pciem_trace_iounmap_kp;
+
+/* In registration order: the fault handler before any mapping is trapped. */
+static struct kprobe *pciem_trace_probes[] = {
+	&pciem_trace_fault_kp,
+	&pciem_trace_iounmap_kp,
+	&pciem_trace_ioremap_kp,
+};
+
+int pciem_trace_init(void)
+{
+	unsigned int i;
+	bool active;
+	int ret;
+
+	spin_lock(&pciem_trace_lock);
+	active = pciem_trace_active;
+	spin_unlock(&pciem_trace_lock);
+	if (active)
+		return -EBUSY;
+
+	/* Fresh structs: a kprobe cannot be registered twice as it is left. */
+	pciem_trace_fault_kp = (struct kprobe){
+		.symbol_name = "bad_area_nosemaphore",
+		.pre_handler = pciem_trace_fault_pre,
+		.post_handler = pciem_trace_no_post,
+	};
+	pciem_trace_iounmap_kp = (struct kprobe){
+		.symbol_name = "iounmap",
+		.pre_handler = pciem_trace_iounmap_pre,
+	};
+	pciem_trace_ioremap_kp = (struct kprobe){
+		.symbol_name = "ioremap_page_range",
+		.pre_handler = pciem_trace_ioremap_pre,
+		.post_handler = pciem_trace_no_post,
+	};
+	for (i = 0; i < ARRAY_SIZE(pciem_trace_probes); i++) {
+		ret = register_kprobe(pciem_trace_probes[i]);
+		if (ret) {
+			pr_err("cannot probe %s: %d\n",
+			       pciem_trace_probes[i]->symbol_name, ret);
+			goto err_unregister;
+		}
+	}
+	spin_lock(&pciem_trace_lock);
+	pciem_trace_active = true;
+	spin_unlock(&pciem_trace_lock);
+	return 0;
+
+err_unregister:
+	if (i)
+		unregister_kprobes(pciem_trace_probes, i);
+	return ret;
+}
+
+void pciem_trace_exit(void)
+{
+	struct pciem_trace_range *r, *rtmp;
+	struct pciem_trace_map *m, *mtmp;
+	LIST_HEAD(ranges);
+	LIST_HEAD(maps);
+	bool active;
+
+	spin_lock(&pciem_trace_lock);
+	active = pciem_trace_active;
+	pciem_trace_active = false;
+	spin_unlock(&pciem_trace_lock);
+	if (!active)
+		return;
+
+	/* Waits for every handler still running: nothing reads the lists after. */
+	unregister_kprobes(pciem_trace_probes, ARRAY_SIZE(pciem_trace_probes));
+
+	spin_lock(&pciem_trace_lock);
+	list_splice_init(&pciem_trace_ranges, &ranges);
+	list_splice_init(&pciem_trace_maps, &maps);
+	spin_unlock(&pciem_trace_lock);
+
+	list_for_each_entry_safe(r, rtmp, &ranges, node) {
+		pr_warn("range %pa (%#llx bytes) still registered at exit: removed\n",
+			&r->start, r->len);
+		kfree(r);
+	}
+	/* Only a forced unload gets here: every mapping holds a module ref. */
+	list_for_each_entry_safe(m, mtmp, &maps, node) {
+		pr_err("a mapping of %pa (%#lx bytes) still exists at unload: accessing it will oops\n",
+		       &m->phys, m->size);
+		kfree(m);
+	}
+}
+
+struct pciem_trace_range *pciem_trace_add(phys_addr_t start, u64 len,
+					  const struct pciem_trace_ops *ops,
+					  void *priv)
+{
+	struct pciem_trace_range *r;
+	int ret = 0;
+
+	if (!PAGE_ALIGNED(start) || !len || len > U64_MAX - PAGE_SIZE ||
+	    !ops || !ops->read || !ops->write)
+		return ERR_PTR(-EINVAL);
+	if (start + PAGE_ALIGN(len) - 1 < start)
+		return ERR_PTR(-EINVAL);
+
+	r = kzalloc(sizeof(*r), GFP_KERNEL);
+	if (!r)
+		return ERR_PTR(-ENOMEM);
+	r->start = start;
+	r->len = len;
+	r->span = PAGE_ALIGN(len);
+	r->ops = ops;
+	r->priv = priv;
+
+	spin_lock(&pciem_trace_lock);
+	if (!pciem_trace_active)
+		ret = -ENODEV;
+	else if (pciem_trace_find_range(start, r->span))
+		ret = -EBUSY;
+	else
+		list_add_tail(&r->node, &pciem_trace_ranges);
+	spin_unlock(&pciem_trace_lock);
+
+	if (ret) {
+		kfree(r);
+		return ERR_PTR(ret);
+	}
+	return r;
+}
+
+void pciem_trace_remove(struct pciem_trace_range *r)
+{
+	struct pciem_trace_map *m;
+
+	if (IS_ERR_OR_NULL(r))
+		return;
+	might_sleep();
+
+	spin_lock(&pciem_trace_lock);
+	list_del(&r->node);
+	list_for_each_entry(m, &pciem_trace_maps, node) {
+		if (rcu_access_pointer(m->range) == r)
+			RCU_INIT_POINTER(m->range, NULL);
+	}
+	spin_unlock(&pciem_trace_lock);
+
+	/* Faults that found r before it was unhooked finish their op here. */
+	synchronize_rcu();
+	kfree(r);
+}
+
+void pciem_trace_get_stats(struct pciem_trace_stats *st)
+{
+	int cpu;
+
+	*st = (struct pciem_trace_stats){};
+	for_each_possible_cpu(cpu) {
+		const struct pciem_trace_stats *c =
+			per_cpu_ptr(&pciem_trace_counts, cpu);
+
+		st->reads += READ_ONCE(c->reads);
+		st->writes += READ_ONCE(c->writes);
+		st->refused += READ_ONCE(c->refused);
+		st->orphaned += READ_ONCE(c->orphaned);
+	}
+}
