@@ -271,6 +271,9 @@ struct pciem_shared_ring {
 
 /* features */
 #define PCIEM_FEATURE_COMPAT_RING	(1 << 0)
+#define PCIEM_FEATURE_LOSSLESS_RING	(1 << 1)
+#define PCIEM_FEATURE_SYNC_READ		(1 << 2)
+#define PCIEM_FEATURE_STATS		(1 << 3)
 
 struct pciem_info {
 	__u32 argsz;		/* in: sizeof(struct pciem_info) */
@@ -283,5 +286,76 @@ struct pciem_info {
 };
 
 #define PCIEM_IOCTL_GET_INFO		_IOWR(PCIEM_IOCTL_MAGIC, 40, struct pciem_info)
+
+/*
+ * How the ring behaves when it is full. By default (flags 0) an event that
+ * finds it full is dropped and counted, as in the original ABI. Lossless:
+ * the access that produces the event waits until the card makes room, up
+ * to timeout_us; a card that stays stuck that long is taken for dead: the
+ * device then reads all-ones, as when its card goes away.
+ */
+#define PCIEM_RING_FLAG_LOSSLESS	(1 << 0)
+#define PCIEM_RING_DEFAULT_TIMEOUT_US	1000000
+
+struct pciem_ring_mode {
+	__u32 argsz;
+	__u32 flags;		/* PCIEM_RING_FLAG_* */
+	__u32 timeout_us;	/* 0: PCIEM_RING_DEFAULT_TIMEOUT_US */
+	__u32 reserved;
+	__u64 reserved2[2];
+};
+
+#define PCIEM_IOCTL_SET_RING_MODE	_IOW(PCIEM_IOCTL_MAGIC, 41, struct pciem_ring_mode)
+
+/*
+ * Read-via-model: driver reads inside [offset, offset + length) of a BAR
+ * are answered by the card. Each produces a PCIEM_EVENT_MMIO_READ_SYNC
+ * event (bar, offset, size; data 0) whose seq the card answers with
+ * COMPLETE_READ. Without an answer within timeout_us the read returns
+ * all-ones, like a dead card, and is counted. length 0 turns it off.
+ * One region per BAR.
+ */
+#define PCIEM_EVENT_MMIO_READ_SYNC	7
+#define PCIEM_SYNC_READ_DEFAULT_TIMEOUT_US	100000
+
+struct pciem_read_region {
+	__u32 argsz;
+	__u32 flags;		/* 0 */
+	__u8 func;
+	__u8 bar;
+	__u8 reserved[2];
+	__u32 timeout_us;	/* 0: PCIEM_SYNC_READ_DEFAULT_TIMEOUT_US */
+	__u64 offset;
+	__u64 length;
+	__u64 reserved2[2];
+};
+
+struct pciem_read_reply {
+	__u32 argsz;
+	__u32 flags;		/* 0 */
+	__u64 seq;		/* of the PCIEM_EVENT_MMIO_READ_SYNC event */
+	__u64 data;
+	__u64 reserved[2];
+};
+
+#define PCIEM_IOCTL_SET_READ_REGION	_IOW(PCIEM_IOCTL_MAGIC, 42, struct pciem_read_region)
+#define PCIEM_IOCTL_COMPLETE_READ	_IOW(PCIEM_IOCTL_MAGIC, 43, struct pciem_read_reply)
+
+struct pciem_stats_query {
+	__u32 argsz;
+	__u32 flags;		/* 0 */
+	__u64 mmio_reads;	/* driver reads served */
+	__u64 mmio_writes;	/* driver writes taken */
+	__u64 unclaimed;	/* accesses no enabled BAR decoded */
+	__u64 after_removal;	/* accesses after the card went away */
+	__u64 ring_drops;	/* ring full, event dropped (default mode) */
+	__u64 ring_stalls;	/* ring full, access waited (lossless mode) */
+	__u64 ring_timeouts;	/* waited too long: card taken for dead */
+	__u64 sync_reads;	/* reads answered by the card */
+	__u64 sync_read_timeouts;	/* reads the card did not answer in time */
+	__u64 reserved[7];
+};
+
+#define PCIEM_IOCTL_GET_STATS		_IOWR(PCIEM_IOCTL_MAGIC, 44, struct pciem_stats_query)
 
 #endif /* _UAPI_LINUX_PCIEM_H */

@@ -1,0 +1,881 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * pciem selftests, run as root inside the test VM with pciem.ko loaded (and
+ * pciem_testdrv.ko for the tests that need a driver). One behaviour per
+ * test; output in the kselftest shape:
+ *   ok N - name / not ok N - name (with "# " lines saying why)
+ *   selftest: P passed, F failed
+ *
+ *   pciem_selftest [NAME...]      run the named tests (default: all)
+ *   pciem_selftest --list
+ * Cards are written only against the compatible ABI unless a test is about
+ * an extension.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/pci_regs.h>
+#include <linux/pciem.h>
+
+#define TESTDRV_DEVICE	0xfff0
+#define DBG_ROOT	"/sys/kernel/debug/pciem_testdrv"
+
+static unsigned long fuzz_calls = 100000;
+static unsigned long cycles = 1000;
+
+#define FAIL(...) do { diag(__VA_ARGS__); return -1; } while (0)
+#define CHECK(cond, ...) do { if (!(cond)) { diag("%s:%d: check '%s' failed", __FILE__, __LINE__, #cond); FAIL(__VA_ARGS__); } } while (0)
+
+static void diag(const char *fmt, ...)
+{
+	va_list ap;
+
+	printf("# ");
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+	fflush(stdout);
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* ---- a card written against the compatible ABI ---- */
+
+struct card {
+	int fd;
+	int inst;
+	struct pciem_shared_ring *ring;
+	void *bar[PCIEM_NUM_BARS];
+	uint64_t bar_size[PCIEM_NUM_BARS];
+	char bdf[32];
+};
+
+struct card_desc {
+	uint16_t device;
+	uint8_t class_code[3];
+	uint8_t revision;
+	int nfuncs;			/* 1..8, function f gets device + f */
+	uint64_t bar0_size;		/* 64-bit, non-prefetchable */
+	uint64_t bar2_size;		/* 64-bit, prefetchable; 0: none */
+	uint32_t bar0_trace;
+	bool start;
+};
+
+static int card_close(struct card *c)
+{
+	int b;
+
+	for (b = 0; b < PCIEM_NUM_BARS; b++)
+		if (c->bar[b])
+			munmap(c->bar[b], c->bar_size[b]);
+	if (c->ring)
+		munmap(c->ring, sizeof(*c->ring));
+	if (c->inst >= 0)
+		close(c->inst);
+	if (c->fd >= 0)
+		close(c->fd);
+	memset(c, 0, sizeof(*c));
+	c->fd = c->inst = -1;
+	return 0;
+}
+
+static int find_bdf_by_phys(uint64_t phys, char *bdf, size_t len)
+{
+	DIR *d = opendir("/sys/bus/pci/devices");
+	struct dirent *e;
+	int found = 0;
+
+	if (!d)
+		return 0;
+	while (!found && (e = readdir(d))) {
+		char path[512];
+		unsigned long long start;
+		FILE *f;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/resource", e->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (fscanf(f, "%llx", &start) == 1 && start == phys) {
+			snprintf(bdf, len, "%.31s", e->d_name);
+			found = 1;
+		}
+		fclose(f);
+	}
+	closedir(d);
+	return found;
+}
+
+static int card_make(struct card *c, const struct card_desc *d)
+{
+	struct pciem_bar_info_query q = { .bar_index = 0 };
+	int f;
+
+	memset(c, 0, sizeof(*c));
+	c->fd = c->inst = -1;
+	c->fd = open("/dev/pciem", O_RDWR);
+	CHECK(c->fd >= 0, "open /dev/pciem: %s", strerror(errno));
+
+	for (f = 0; f < (d->nfuncs ?: 1); f++) {
+		struct pciem_create_device cr = { .func = f };
+		struct pciem_config_space cfg = {
+			.func = f, .vendor_id = 0x1f0c, .device_id = d->device + f,
+			.subsys_vendor_id = 0x1f0c, .subsys_device_id = 0x1234,
+			.revision = d->revision,
+		};
+		struct pciem_bar_config b0 = {
+			.bar_index = 0, .func = f, .size = d->bar0_size ?: 0x10000,
+			.flags = PCI_BASE_ADDRESS_SPACE_MEMORY | PCI_BASE_ADDRESS_MEM_TYPE_64,
+		};
+		struct pciem_bar_config b2 = {
+			.bar_index = 2, .func = f, .size = d->bar2_size,
+			.flags = PCI_BASE_ADDRESS_SPACE_MEMORY | PCI_BASE_ADDRESS_MEM_TYPE_64 |
+				 PCI_BASE_ADDRESS_MEM_PREFETCH,
+		};
+
+		memcpy(cfg.class_code, d->class_code, 3);
+		CHECK(ioctl(c->fd, PCIEM_IOCTL_CREATE_DEVICE, &cr) == 0, "CREATE_DEVICE %d: %s", f, strerror(errno));
+		CHECK(ioctl(c->fd, PCIEM_IOCTL_SET_CONFIG, &cfg) == 0, "SET_CONFIG: %s", strerror(errno));
+		CHECK(ioctl(c->fd, PCIEM_IOCTL_ADD_BAR, &b0) == 0, "ADD_BAR 0: %s", strerror(errno));
+		if (d->bar2_size)
+			CHECK(ioctl(c->fd, PCIEM_IOCTL_ADD_BAR, &b2) == 0, "ADD_BAR 2: %s", strerror(errno));
+		if (f == 0) {
+			c->bar_size[0] = b0.size;
+			c->bar_size[2] = d->bar2_size;
+		}
+	}
+	if (d->bar0_trace) {
+		struct pciem_trace_bar t = { .bar_index = 0, .flags = d->bar0_trace };
+
+		CHECK(ioctl(c->fd, PCIEM_IOCTL_TRACE_BAR, &t) == 0, "TRACE_BAR: %s", strerror(errno));
+	}
+	c->inst = ioctl(c->fd, PCIEM_IOCTL_REGISTER, 0);
+	CHECK(c->inst >= 0, "REGISTER: %s", strerror(errno));
+	c->ring = mmap(NULL, sizeof(*c->ring), PROT_READ | PROT_WRITE, MAP_SHARED, c->fd, 0);
+	CHECK(c->ring != MAP_FAILED, "mmap ring: %s", strerror(errno));
+	c->bar[0] = mmap(NULL, c->bar_size[0], PROT_READ | PROT_WRITE, MAP_SHARED, c->inst, 0);
+	CHECK(c->bar[0] != MAP_FAILED, "mmap BAR0: %s", strerror(errno));
+	if (c->bar_size[2]) {
+		c->bar[2] = mmap(NULL, c->bar_size[2], PROT_READ | PROT_WRITE, MAP_SHARED, c->inst, 2 * 4096);
+		CHECK(c->bar[2] != MAP_FAILED, "mmap BAR2: %s", strerror(errno));
+	}
+	CHECK(ioctl(c->fd, PCIEM_IOCTL_GET_BAR_INFO, &q) == 0, "GET_BAR_INFO: %s", strerror(errno));
+	CHECK(q.size == c->bar_size[0] && q.phys_addr, "BAR0 info: size %llu phys %llx",
+	      (unsigned long long)q.size, (unsigned long long)q.phys_addr);
+	if (d->start)
+		CHECK(ioctl(c->fd, PCIEM_IOCTL_START) == 0, "START: %s", strerror(errno));
+	CHECK(find_bdf_by_phys(q.phys_addr, c->bdf, sizeof(c->bdf)), "no PCI device with BAR0 at %llx",
+	      (unsigned long long)q.phys_addr);
+	return 0;
+}
+
+static int ring_pop(struct card *c, struct pciem_event *ev)
+{
+	int head = c->ring->head;
+	int tail = __atomic_load_n(&c->ring->tail, __ATOMIC_ACQUIRE);
+
+	if (head == tail)
+		return 0;
+	*ev = c->ring->events[head];
+	__atomic_store_n(&c->ring->head, (head + 1) % PCIEM_RING_SIZE, __ATOMIC_RELEASE);
+	return 1;
+}
+
+static int sysfs_write(const char *path, const char *fmt, ...)
+{
+	char buf[128];
+	va_list ap;
+	int fd, n, ret = 0;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	fd = open(path, O_WRONLY);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, buf, n) != n)
+		ret = -errno;
+	close(fd);
+	return ret;
+}
+
+static int sysfs_read(const char *path, char *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY), n;
+
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, len - 1);
+	close(fd);
+	if (n < 0)
+		return -errno;
+	buf[n] = 0;
+	return n;
+}
+
+static int wait_path(const char *path, bool exists, double timeout)
+{
+	double end = now_s() + timeout;
+
+	while (now_s() < end) {
+		if ((access(path, F_OK) == 0) == exists)
+			return 0;
+		usleep(10000);
+	}
+	return -1;
+}
+
+/* ---- tests ---- */
+
+static int t_lspci(void)
+{
+	struct card_desc d = { .device = 0x0001, .class_code = { 0x00, 0x40, 0x0b }, .revision = 2,
+			       .bar2_size = 1 << 20, .start = true };
+	struct card c;
+	char cmd[128], out[8192] = "";
+	size_t n;
+	FILE *p;
+	unsigned int domain;
+
+	if (card_make(&c, &d))
+		return -1;
+	snprintf(cmd, sizeof(cmd), "lspci -D -nn -vv -s %s 2>&1", c.bdf);
+	p = popen(cmd, "r");
+	CHECK(p, "popen lspci");
+	n = fread(out, 1, sizeof(out) - 1, p);
+	out[n] = 0;
+	pclose(p);
+	diag("%s", strtok(out, "\n") ?: "");
+	out[strlen(out)] = '\n';
+	CHECK(sscanf(c.bdf, "%x:", &domain) == 1 && domain >= 0x10000, "domain of %s", c.bdf);
+	CHECK(strstr(out, "[0b40]: Device [1f0c:0001] (rev 02)"), "IDs/class/rev in:\n%s", out);
+	CHECK(strstr(out, "Subsystem: Device [1f0c:1234]"), "subsystem in:\n%s", out);
+	/* No driver has enabled memory decoding: lspci adds "[disabled]". */
+	CHECK(strstr(out, "Region 0: Memory at") && strstr(out, "(64-bit, non-prefetchable) [disabled] [size=64K]"),
+	      "BAR0 in:\n%s", out);
+	CHECK(strstr(out, "Region 2: Memory at") && strstr(out, "(64-bit, prefetchable) [disabled] [size=1M]"),
+	      "BAR2 in:\n%s", out);
+	return card_close(&c);
+}
+
+static int cfg_rw(const char *bdf, int where, int size, uint32_t *val, bool wr)
+{
+	char path[256];
+	int fd, ret;
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/config", bdf);
+	fd = open(path, O_RDWR);
+	if (fd < 0)
+		return -1;
+	*val &= size == 4 ? 0xffffffff : (1u << (size * 8)) - 1;
+	ret = wr ? pwrite(fd, val, size, where) : pread(fd, val, size, where);
+	close(fd);
+	return ret == size ? 0 : -1;
+}
+
+static uint32_t cfg_get(const char *bdf, int where, int size)
+{
+	uint32_t v = 0;
+
+	if (cfg_rw(bdf, where, size, &v, false))
+		return 0xdeadbeef;
+	return v;
+}
+
+static void cfg_put(const char *bdf, int where, int size, uint32_t v)
+{
+	cfg_rw(bdf, where, size, &v, true);
+}
+
+static int t_config_masks(void)
+{
+	struct card_desc d = { .device = 0x0002, .class_code = { 0, 0x80, 0xff }, .start = true };
+	struct card c;
+	uint32_t bar0, bar1, cmd;
+
+	if (card_make(&c, &d))
+		return -1;
+	cfg_put(c.bdf, PCI_VENDOR_ID, 2, 0x1234);
+	CHECK(cfg_get(c.bdf, PCI_VENDOR_ID, 2) == 0x1f0c, "vendor ID must be read-only");
+	cfg_put(c.bdf, PCI_DEVICE_ID, 2, 0x5678);
+	CHECK(cfg_get(c.bdf, PCI_DEVICE_ID, 2) == 0x0002, "device ID must be read-only");
+	cfg_put(c.bdf, PCI_CLASS_REVISION, 4, 0);
+	CHECK(cfg_get(c.bdf, PCI_CLASS_REVISION, 4) >> 8 == 0xff8000, "class must be read-only");
+
+	cmd = cfg_get(c.bdf, PCI_COMMAND, 2);
+	cfg_put(c.bdf, PCI_COMMAND, 2, cmd | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+	CHECK((cfg_get(c.bdf, PCI_COMMAND, 2) & (PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER)) ==
+	      (PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER), "command MEMORY|MASTER must be writable");
+	cfg_put(c.bdf, PCI_COMMAND, 2, cmd);
+
+	cfg_put(c.bdf, PCI_INTERRUPT_LINE, 1, 0x5a);
+	CHECK(cfg_get(c.bdf, PCI_INTERRUPT_LINE, 1) == 0x5a, "interrupt line must be writable");
+
+	/* BAR sizing the way the PCI core does it. */
+	bar0 = cfg_get(c.bdf, PCI_BASE_ADDRESS_0, 4);
+	bar1 = cfg_get(c.bdf, PCI_BASE_ADDRESS_1, 4);
+	CHECK((bar0 & 0xf) == PCI_BASE_ADDRESS_MEM_TYPE_64, "BAR0 flags %#x", bar0 & 0xf);
+	cfg_put(c.bdf, PCI_BASE_ADDRESS_0, 4, 0xffffffff);
+	cfg_put(c.bdf, PCI_BASE_ADDRESS_1, 4, 0xffffffff);
+	CHECK(cfg_get(c.bdf, PCI_BASE_ADDRESS_0, 4) == (0xffff0000 | PCI_BASE_ADDRESS_MEM_TYPE_64),
+	      "BAR0 sizing reads %#x", cfg_get(c.bdf, PCI_BASE_ADDRESS_0, 4));
+	CHECK(cfg_get(c.bdf, PCI_BASE_ADDRESS_1, 4) == 0xffffffff, "BAR1 (upper half) sizing");
+	cfg_put(c.bdf, PCI_BASE_ADDRESS_0, 4, bar0);
+	cfg_put(c.bdf, PCI_BASE_ADDRESS_1, 4, bar1);
+	CHECK(cfg_get(c.bdf, PCI_BASE_ADDRESS_0, 4) == bar0, "BAR0 restore");
+
+	cfg_put(c.bdf, PCI_BASE_ADDRESS_4, 4, 0xffffffff);
+	CHECK(cfg_get(c.bdf, PCI_BASE_ADDRESS_4, 4) == 0, "unused BAR4 must read 0");
+	cfg_put(c.bdf, PCI_CAPABILITY_LIST, 1, 0x00);
+	CHECK(cfg_get(c.bdf, PCI_CAPABILITY_LIST, 1) != 0, "capability pointer must be read-only");
+	return card_close(&c);
+}
+
+static int t_multifunction(void)
+{
+	struct card_desc d = { .device = 0x0010, .class_code = { 0, 0x80, 0xff }, .nfuncs = 4,
+			       .bar0_size = 4096, .start = true };
+	struct card c;
+	char path[256], buf[64], base[32];
+	int f;
+
+	if (card_make(&c, &d))
+		return -1;
+	snprintf(base, sizeof(base), "%.*s", (int)(strlen(c.bdf) - 1), c.bdf);	/* "DDDDD:BB:SS." */
+	CHECK(c.bdf[strlen(c.bdf) - 1] == '0', "function 0 first: %s", c.bdf);
+	for (f = 0; f < 4; f++) {
+		snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s%d/device", base, f);
+		CHECK(sysfs_read(path, buf, sizeof(buf)) > 0, "function %d missing (%s)", f, path);
+		CHECK(strtoul(buf, NULL, 16) == 0x0010u + f, "function %d device %s", f, buf);
+	}
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s%d", base, 4);
+	CHECK(access(path, F_OK) != 0, "function 4 must not exist");
+	CHECK(cfg_get(c.bdf, PCI_HEADER_TYPE, 1) == 0x80, "function 0 header type %#x", cfg_get(c.bdf, PCI_HEADER_TYPE, 1));
+	return card_close(&c);
+}
+
+static int testdrv_cmd(const char *bdf, const char *file, const char *fmt, ...)
+{
+	char path[256], buf[128];
+	va_list ap;
+
+	snprintf(path, sizeof(path), DBG_ROOT "/%s/%s", bdf, file);
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	return sysfs_write(path, "%s", buf);
+}
+
+static uint64_t testdrv_read(const char *bdf, uint64_t off, int size)
+{
+	char path[256], buf[64];
+
+	if (testdrv_cmd(bdf, "read", "%llu %d", (unsigned long long)off, size))
+		return 0xbad0bad0bad0ULL;
+	snprintf(path, sizeof(path), DBG_ROOT "/%s/read", bdf);
+	if (sysfs_read(path, buf, sizeof(buf)) <= 0)
+		return 0xbad0bad0bad0ULL;
+	return strtoull(buf, NULL, 16);
+}
+
+static int card_for_testdrv(struct card *c, uint32_t trace)
+{
+	struct card_desc d = { .device = TESTDRV_DEVICE, .class_code = { 0, 0x80, 0xff },
+			       .bar0_trace = trace, .start = true };
+	char path[256];
+
+	if (card_make(c, &d))
+		return -1;
+	snprintf(path, sizeof(path), DBG_ROOT "/%s", c->bdf);
+	CHECK(wait_path(path, true, 5) == 0, "pciem_testdrv did not bind to %s", c->bdf);
+	return 0;
+}
+
+struct consumer {
+	struct card *c;
+	volatile bool stop;
+	uint64_t expect, count, bad;
+	uint64_t last_seq;
+	bool answer_sync;
+	uint64_t sync_answered;
+	char why[256];
+};
+
+static void *consume(void *arg)
+{
+	struct consumer *k = arg;
+	struct pciem_event ev;
+
+	while (!k->stop) {
+		if (!ring_pop(k->c, &ev)) {
+			continue;
+		}
+		if (ev.type == PCIEM_EVENT_MMIO_READ_SYNC) {
+			struct pciem_read_reply r = { .argsz = sizeof(r), .seq = ev.seq,
+						      .data = ev.offset * 3 + 7 };
+
+			if (k->answer_sync && ioctl(k->c->fd, PCIEM_IOCTL_COMPLETE_READ, &r) == 0)
+				k->sync_answered++;
+			continue;
+		}
+		if (ev.type != PCIEM_EVENT_MMIO_WRITE)
+			continue;
+		if (k->count && ev.seq != k->last_seq + 1 && !k->bad++)
+			snprintf(k->why, sizeof(k->why), "seq %llu after %llu",
+				 (unsigned long long)ev.seq, (unsigned long long)k->last_seq);
+		if ((ev.data != k->expect || ev.size != 4 || ev.offset != 16 || ev.bar != 0) && !k->bad++)
+			snprintf(k->why, sizeof(k->why), "event %llu: bar %u off %llu size %u data %llu, expected data %llu",
+				 (unsigned long long)k->count, ev.bar, (unsigned long long)ev.offset, ev.size,
+				 (unsigned long long)ev.data, (unsigned long long)k->expect);
+		k->last_seq = ev.seq;
+		k->expect++;
+		k->count++;
+	}
+	return NULL;
+}
+
+static int set_lossless(struct card *c)
+{
+	struct pciem_ring_mode m = { .argsz = sizeof(m), .flags = PCIEM_RING_FLAG_LOSSLESS,
+				     .timeout_us = 5000000 };
+
+	CHECK(ioctl(c->fd, PCIEM_IOCTL_SET_RING_MODE, &m) == 0, "SET_RING_MODE: %s", strerror(errno));
+	return 0;
+}
+
+static int t_writes_100k(void)
+{
+	struct card c;
+	struct consumer k = { .c = &c };
+	struct pciem_stats_query st = { .argsz = sizeof(st) };
+	pthread_t th;
+	double t0, dt;
+
+	if (card_for_testdrv(&c, PCIEM_TRACE_WRITES) || set_lossless(&c))
+		return -1;
+	pthread_create(&th, NULL, consume, &k);
+	t0 = now_s();
+	CHECK(testdrv_cmd(c.bdf, "writes", "100000 16") == 0, "driver writes failed");
+	dt = now_s() - t0;
+	while (k.count < 100000 && now_s() - t0 < 30)
+		usleep(1000);
+	k.stop = true;
+	pthread_join(th, NULL);
+	CHECK(ioctl(c.fd, PCIEM_IOCTL_GET_STATS, &st) == 0, "GET_STATS: %s", strerror(errno));
+	diag("100000 writel() in %.2f s (%.0f ns each, TCG); ring stalls %llu", dt, dt * 1e9 / 100000,
+	     (unsigned long long)st.ring_stalls);
+	CHECK(!k.bad, "%llu bad events; first: %s", (unsigned long long)k.bad, k.why);
+	CHECK(k.count == 100000, "%llu events arrived, 100000 written", (unsigned long long)k.count);
+	CHECK(st.mmio_writes == 100000 && st.ring_drops == 0, "stats: writes %llu drops %llu",
+	      (unsigned long long)st.mmio_writes, (unsigned long long)st.ring_drops);
+	CHECK(*(volatile uint32_t *)((char *)c.bar[0] + 16) == 99999, "BAR memory holds the last write");
+	return card_close(&c);
+}
+
+static int t_reads_shared_memory(void)
+{
+	struct card c;
+	struct pciem_event ev;
+	int seen = 0;
+
+	if (card_for_testdrv(&c, PCIEM_TRACE_WRITES))
+		return -1;
+	*(volatile uint32_t *)((char *)c.bar[0] + 0x20) = 0xdeadbeef;
+	*(volatile uint64_t *)((char *)c.bar[0] + 0x28) = 0x0123456789abcdefULL;
+	CHECK(testdrv_read(c.bdf, 0x20, 4) == 0xdeadbeef, "readl sees the card's value");
+	CHECK(testdrv_read(c.bdf, 0x21, 1) == 0xbe, "readb at an odd offset");
+	CHECK(testdrv_read(c.bdf, 0x28, 8) == 0x0123456789abcdefULL, "readq");
+	CHECK(testdrv_read(c.bdf, 0x2a, 2) == 0x89ab, "readw (bytes 0x2a..0x2b of the little-endian quad)");
+	CHECK(testdrv_cmd(c.bdf, "wbyte", "64 171") == 0, "writeb");
+	CHECK(*(volatile uint8_t *)((char *)c.bar[0] + 64) == 171, "the card's BAR memory has the byte");
+	while (ring_pop(&c, &ev))
+		if (ev.type == PCIEM_EVENT_MMIO_WRITE && ev.offset == 64 && ev.size == 1 && ev.data == 171)
+			seen++;
+	CHECK(seen == 1, "one write event for the writeb, saw %d", seen);
+	return card_close(&c);
+}
+
+static int t_sync_read(void)
+{
+	struct card c;
+	struct consumer k = { .c = &c, .answer_sync = true };
+	struct pciem_read_region r = { .argsz = sizeof(r), .bar = 0, .offset = 0x100, .length = 0x100,
+				       .timeout_us = 200000 };
+	struct pciem_stats_query st = { .argsz = sizeof(st) };
+	pthread_t th;
+	uint64_t v;
+
+	if (card_for_testdrv(&c, 0) || set_lossless(&c))
+		return -1;
+	CHECK(ioctl(c.fd, PCIEM_IOCTL_SET_READ_REGION, &r) == 0, "SET_READ_REGION: %s", strerror(errno));
+	pthread_create(&th, NULL, consume, &k);
+	v = testdrv_read(c.bdf, 0x104, 4);
+	CHECK(v == 0x104 * 3 + 7, "the model's answer: got %#llx", (unsigned long long)v);
+	v = testdrv_read(c.bdf, 0x1f8, 8);
+	CHECK(v == 0x1f8 * 3 + 7, "the model's 8-byte answer: got %#llx", (unsigned long long)v);
+	k.answer_sync = false;
+	v = testdrv_read(c.bdf, 0x108, 4);
+	CHECK(v == 0xffffffff, "no answer: all-ones, got %#llx", (unsigned long long)v);
+	*(volatile uint32_t *)((char *)c.bar[0] + 0x40) = 77;
+	CHECK(testdrv_read(c.bdf, 0x40, 4) == 77, "outside the region: shared memory");
+	k.stop = true;
+	pthread_join(th, NULL);
+	CHECK(ioctl(c.fd, PCIEM_IOCTL_GET_STATS, &st) == 0, "GET_STATS");
+	CHECK(st.sync_reads == 2 && st.sync_read_timeouts == 1, "stats: sync %llu timeouts %llu",
+	      (unsigned long long)st.sync_reads, (unsigned long long)st.sync_read_timeouts);
+	return card_close(&c);
+}
+
+static int t_owner_killed(void)
+{
+	int pfd[2];
+	char bdf[32] = "", path[256];
+	pid_t pid;
+	int st;
+
+	CHECK(pipe(pfd) == 0, "pipe");
+	pid = fork();
+	if (pid == 0) {
+		struct card c;
+
+		close(pfd[0]);
+		if (card_for_testdrv(&c, PCIEM_TRACE_WRITES))
+			_exit(1);
+		if (write(pfd[1], c.bdf, strlen(c.bdf)) < 0)
+			_exit(1);
+		close(pfd[1]);
+		for (;;)
+			pause();
+	}
+	close(pfd[1]);
+	CHECK(read(pfd[0], bdf, sizeof(bdf) - 1) > 0, "child made no card");
+	close(pfd[0]);
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s", bdf);
+	CHECK(access(path, F_OK) == 0, "%s present while the owner lives", bdf);
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+	CHECK(wait_path(path, false, 10) == 0, "%s still present 10 s after kill -9 of its owner", bdf);
+	return 0;
+}
+
+static int count_pciem(void)
+{
+	char line[256];
+	FILE *f = fopen("/proc/iomem", "r");
+	int n = 0;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		n += !!strstr(line, " : pciem");
+	fclose(f);
+	return n;
+}
+
+static int t_create_destroy(void)
+{
+	unsigned long i;
+	double t0 = now_s();
+
+	CHECK(count_pciem() == 0, "pciem windows present before the test");
+	for (i = 0; i < cycles; i++) {
+		struct pciem_create_device cr = { 0 };
+		struct pciem_bar_config b = { .bar_index = 0, .size = 0x10000,
+					      .flags = PCI_BASE_ADDRESS_MEM_TYPE_64 };
+		struct pciem_config_space cfg = { .vendor_id = 0x1f0c, .device_id = 0x0abc };
+		int fd = open("/dev/pciem", O_RDWR), inst;
+
+		CHECK(fd >= 0, "cycle %lu: open: %s", i, strerror(errno));
+		CHECK(!ioctl(fd, PCIEM_IOCTL_CREATE_DEVICE, &cr) && !ioctl(fd, PCIEM_IOCTL_SET_CONFIG, &cfg) &&
+		      !ioctl(fd, PCIEM_IOCTL_ADD_BAR, &b), "cycle %lu: describe: %s", i, strerror(errno));
+		inst = ioctl(fd, PCIEM_IOCTL_REGISTER, 0);
+		CHECK(inst >= 0, "cycle %lu: REGISTER: %s", i, strerror(errno));
+		CHECK(ioctl(fd, PCIEM_IOCTL_START) == 0, "cycle %lu: START: %s", i, strerror(errno));
+		close(inst);
+		close(fd);
+	}
+	diag("%lu create/destroy cycles in %.1f s", cycles, now_s() - t0);
+	CHECK(count_pciem() == 0, "%d pciem windows left in /proc/iomem", count_pciem());
+	return 0;
+}
+
+static int t_uio_generic(void)
+{
+	struct card_desc d = { .device = 0x0abd, .class_code = { 0, 0x80, 0xff }, .start = true };
+	struct card c;
+	char path[256], link[256];
+	ssize_t n;
+	int ret = -1;
+
+	if (card_make(&c, &d))
+		return -1;
+	if (system("modprobe uio_pci_generic") != 0)
+		FAIL("modprobe uio_pci_generic failed");
+	sysfs_write("/sys/bus/pci/drivers/uio_pci_generic/new_id", "1f0c 0abd");
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver", c.bdf);
+	if (wait_path(path, true, 5)) {
+		diag("uio_pci_generic did not bind");
+		goto out;
+	}
+	n = readlink(path, link, sizeof(link) - 1);
+	link[n > 0 ? n : 0] = 0;
+	if (!strstr(link, "uio_pci_generic")) {
+		diag("bound to %s", link);
+		goto out;
+	}
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/uio", c.bdf);
+	if (access(path, F_OK)) {
+		diag("no uio device under %s", c.bdf);
+		goto out;
+	}
+	/* What uio_pci_generic offers userspace: config space through it. */
+	if (cfg_get(c.bdf, PCI_DEVICE_ID, 2) != 0x0abd) {
+		diag("config read through the bound device failed");
+		goto out;
+	}
+	ret = 0;
+out:
+	sysfs_write("/sys/bus/pci/drivers/uio_pci_generic/remove_id", "1f0c 0abd");
+	card_close(&c);
+	return ret;
+}
+
+static int expect_errno(int fd, unsigned long cmd, void *arg, int want, const char *what)
+{
+	int r = ioctl(fd, cmd, arg);
+
+	if (r != -1 || errno != want) {
+		diag("%s: returned %d errno %s, expected %s", what, r, r == -1 ? strerror(errno) : "-",
+		     strerror(want));
+		return -1;
+	}
+	return 0;
+}
+
+static int t_errors(void)
+{
+	int fd = open("/dev/pciem", O_RDWR), bad = 0, inst;
+	struct pciem_create_device cr = { 0 }, cr1 = { .func = 1 }, crx = { .func = 8 },
+		crflags = { .flags = 0x80 }, crattach = { .flags = PCIEM_CREATE_FLAG_BUS_MODE_ATTACH },
+		crres = { .reserved = { 1 } };
+	struct pciem_bar_config b = { .bar_index = 0, .size = 0x10000 };
+	struct pciem_bar_config b5 = { .bar_index = 5, .size = 0x1000, .flags = PCI_BASE_ADDRESS_MEM_TYPE_64 };
+	struct pciem_bar_config bbig = { .bar_index = 0, .size = 1ULL << 30, .flags = PCI_BASE_ADDRESS_MEM_TYPE_64 };
+	struct pciem_bar_config bnp2 = { .bar_index = 1, .size = 0x3000 };
+	struct pciem_config_space ids = { .vendor_id = 0x1f0c, .device_id = 0x0abe };
+	struct pciem_info info = { .argsz = 8 };
+	struct pciem_ring_mode rm = { .argsz = sizeof(rm), .flags = 0x100 };
+	struct pciem_trace_bar tb = { .bar_index = 3, .flags = PCIEM_TRACE_WRITES };
+
+	CHECK(fd >= 0, "open");
+	bad |= expect_errno(fd, _IO(PCIEM_IOCTL_MAGIC, 99), NULL, ENOTTY, "unknown ioctl");
+	bad |= expect_errno(fd, _IOW('x', 11, struct pciem_bar_config), &b, ENOTTY, "foreign magic");
+	bad |= expect_errno(fd, PCIEM_IOCTL_ADD_BAR, &b, ENODEV, "ADD_BAR before CREATE_DEVICE");
+	bad |= expect_errno(fd, PCIEM_IOCTL_CREATE_DEVICE, &cr1, ENODEV, "function 1 before function 0");
+	bad |= expect_errno(fd, PCIEM_IOCTL_CREATE_DEVICE, &crx, EINVAL, "function 8");
+	bad |= expect_errno(fd, PCIEM_IOCTL_CREATE_DEVICE, &crflags, EINVAL, "unknown create flag");
+	bad |= expect_errno(fd, PCIEM_IOCTL_CREATE_DEVICE, &crres, EINVAL, "non-zero reserved");
+	bad |= expect_errno(fd, PCIEM_IOCTL_CREATE_DEVICE, &crattach, EOPNOTSUPP, "attach bus mode");
+	bad |= expect_errno(fd, PCIEM_IOCTL_REGISTER, NULL, ENODEV, "REGISTER with no function");
+	bad |= expect_errno(fd, PCIEM_IOCTL_START, NULL, EBUSY, "START before REGISTER");
+	CHECK(ioctl(fd, PCIEM_IOCTL_CREATE_DEVICE, &cr) == 0, "CREATE_DEVICE");
+	bad |= expect_errno(fd, PCIEM_IOCTL_CREATE_DEVICE, &cr, EEXIST, "function 0 twice");
+	bad |= expect_errno(fd, PCIEM_IOCTL_ADD_BAR, &b5, EINVAL, "64-bit BAR at index 5");
+	bad |= expect_errno(fd, PCIEM_IOCTL_ADD_BAR, &bbig, E2BIG, "1 GiB BAR");
+	bad |= expect_errno(fd, PCIEM_IOCTL_ADD_BAR, &bnp2, EINVAL, "size not a power of two");
+	CHECK(ioctl(fd, PCIEM_IOCTL_ADD_BAR, &b) == 0, "ADD_BAR");
+	bad |= expect_errno(fd, PCIEM_IOCTL_ADD_BAR, &b, EBUSY, "BAR 0 twice");
+	bad |= expect_errno(fd, PCIEM_IOCTL_REGISTER, NULL, EINVAL, "REGISTER before SET_CONFIG");
+	CHECK(ioctl(fd, PCIEM_IOCTL_SET_CONFIG, &ids) == 0, "SET_CONFIG");
+	bad |= expect_errno(fd, PCIEM_IOCTL_TRACE_BAR, &tb, ENODEV, "tracing a BAR that does not exist");
+	bad |= expect_errno(fd, PCIEM_IOCTL_GET_INFO, &info, EINVAL, "GET_INFO with a short argsz");
+	bad |= expect_errno(fd, PCIEM_IOCTL_SET_RING_MODE, &rm, EINVAL, "unknown ring flag");
+	bad |= expect_errno(fd, PCIEM_IOCTL_INJECT_IRQ, &cr, EOPNOTSUPP, "INJECT_IRQ (not in this version)");
+	bad |= expect_errno(fd, PCIEM_IOCTL_ADD_BAR, (void *)16, EFAULT, "bad pointer");
+	inst = ioctl(fd, PCIEM_IOCTL_REGISTER, 0);
+	CHECK(inst >= 0, "REGISTER: %s", strerror(errno));
+	bad |= expect_errno(fd, PCIEM_IOCTL_REGISTER, NULL, EBUSY, "REGISTER twice");
+	bad |= expect_errno(fd, PCIEM_IOCTL_ADD_BAR, &b, EBUSY, "ADD_BAR after REGISTER");
+	CHECK(ioctl(fd, PCIEM_IOCTL_START) == 0, "START");
+	bad |= expect_errno(fd, PCIEM_IOCTL_START, NULL, EALREADY, "START twice");
+	info.argsz = sizeof(info);
+	CHECK(ioctl(fd, PCIEM_IOCTL_GET_INFO, &info) == 0 && info.api_version == PCIEM_API_VERSION &&
+	      info.max_functions == 8 && info.ring_size == PCIEM_RING_SIZE, "GET_INFO");
+	close(inst);
+	close(fd);
+	return bad ? -1 : 0;
+}
+
+static int t_fuzz(void)
+{
+	static const unsigned long cmds[] = {
+		PCIEM_IOCTL_CREATE_DEVICE, PCIEM_IOCTL_ADD_BAR, PCIEM_IOCTL_ADD_CAPABILITY,
+		PCIEM_IOCTL_SET_CONFIG, PCIEM_IOCTL_REGISTER, PCIEM_IOCTL_INJECT_IRQ, PCIEM_IOCTL_DMA,
+		PCIEM_IOCTL_DMA_ATOMIC, PCIEM_IOCTL_P2P, PCIEM_IOCTL_GET_BAR_INFO, PCIEM_IOCTL_SET_EVENTFD,
+		PCIEM_IOCTL_SET_IRQFD, PCIEM_IOCTL_DMA_INDIRECT, PCIEM_IOCTL_TRACE_BAR, PCIEM_IOCTL_START,
+		PCIEM_IOCTL_GET_INFO, PCIEM_IOCTL_SET_RING_MODE, PCIEM_IOCTL_SET_READ_REGION,
+		PCIEM_IOCTL_COMPLETE_READ, PCIEM_IOCTL_GET_STATS,
+	};
+	unsigned char buf[256];
+	unsigned long i, ok = 0;
+	int fd = -1, inst = -1;
+	unsigned int seed = 12345;
+	double t0 = now_s();
+
+	for (i = 0; i < fuzz_calls; i++) {
+		unsigned long cmd;
+		size_t k;
+		int r;
+
+		if (i % 500 == 0) {
+			if (inst >= 0)
+				close(inst);
+			if (fd >= 0)
+				close(fd);
+			inst = -1;
+			fd = open("/dev/pciem", O_RDWR);
+			CHECK(fd >= 0, "open: %s", strerror(errno));
+		}
+		for (k = 0; k < sizeof(buf); k++)
+			buf[k] = rand_r(&seed);
+		/* Mostly real commands with small fields, so some get past the checks. */
+		switch (rand_r(&seed) % 4) {
+		case 0:
+			cmd = rand_r(&seed);
+			break;
+		case 1:
+			cmd = _IOC(rand_r(&seed) % 4, PCIEM_IOCTL_MAGIC, rand_r(&seed) % 64, rand_r(&seed) % 128);
+			break;
+		default:
+			cmd = cmds[rand_r(&seed) % (sizeof(cmds) / sizeof(cmds[0]))];
+			for (k = 0; k < sizeof(buf); k++)
+				if (rand_r(&seed) % 3)
+					buf[k] = rand_r(&seed) % 3 == 0 ? 0xff : rand_r(&seed) % 4;
+			if (rand_r(&seed) % 2)
+				memset(buf + 4, 0, sizeof(buf) - 4);
+		}
+		if (rand_r(&seed) % 64 == 0)
+			r = ioctl(fd, cmd, (void *)(uintptr_t)rand_r(&seed));
+		else
+			r = ioctl(fd, cmd, buf);
+		if (r >= 0) {
+			ok++;
+			if (cmd == PCIEM_IOCTL_REGISTER) {
+				if (inst >= 0)
+					close(inst);
+				inst = r;
+			}
+		}
+	}
+	if (inst >= 0)
+		close(inst);
+	close(fd);
+	diag("%lu ioctls in %.1f s, %lu accepted", fuzz_calls, now_s() - t0, ok);
+	return 0;
+}
+
+/* Run as an unprivileged user (the test harness drops privileges). */
+static int t_unprivileged(void)
+{
+	int i;
+
+	CHECK(geteuid() != 0, "must run unprivileged");
+	for (i = 0; i < 1000; i++) {
+		int fd = open("/dev/pciem", O_RDWR);
+
+		CHECK(fd < 0 && errno == EPERM, "open as uid %d: %s", geteuid(), fd < 0 ? strerror(errno) : "succeeded");
+	}
+	return 0;
+}
+
+struct test {
+	const char *name;
+	int (*fn)(void);
+	bool in_default;
+};
+
+static const struct test tests[] = {
+	{ "lspci", t_lspci, true },
+	{ "config_masks", t_config_masks, true },
+	{ "multifunction", t_multifunction, true },
+	{ "reads_shared_memory", t_reads_shared_memory, true },
+	{ "writes_100k_in_order", t_writes_100k, true },
+	{ "sync_read", t_sync_read, true },
+	{ "owner_killed", t_owner_killed, true },
+	{ "uio_generic", t_uio_generic, true },
+	{ "errors", t_errors, true },
+	{ "create_destroy", t_create_destroy, true },
+	{ "fuzz", t_fuzz, true },
+	{ "unprivileged", t_unprivileged, false },
+};
+
+int main(int argc, char **argv)
+{
+	int i, j, n = 0, passed = 0, failed = 0;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (getenv("PCIEM_FUZZ_CALLS"))
+		fuzz_calls = strtoul(getenv("PCIEM_FUZZ_CALLS"), NULL, 0);
+	if (getenv("PCIEM_CYCLES"))
+		cycles = strtoul(getenv("PCIEM_CYCLES"), NULL, 0);
+	if (argc > 1 && !strcmp(argv[1], "--list")) {
+		for (i = 0; i < (int)(sizeof(tests) / sizeof(tests[0])); i++)
+			printf("%s\n", tests[i].name);
+		return 0;
+	}
+	for (i = 0; i < (int)(sizeof(tests) / sizeof(tests[0])); i++) {
+		bool run = argc == 1 && tests[i].in_default;
+		double t0;
+		int r;
+
+		for (j = 1; j < argc; j++)
+			run |= !strcmp(argv[j], tests[i].name);
+		if (!run)
+			continue;
+		t0 = now_s();
+		r = tests[i].fn();
+		n++;
+		printf("%s %d - %s (%.1f s)\n", r ? "not ok" : "ok", n, tests[i].name, now_s() - t0);
+		if (r)
+			failed++;
+		else
+			passed++;
+	}
+	for (j = 1; j < argc; j++) {
+		bool known = false;
+
+		for (i = 0; i < (int)(sizeof(tests) / sizeof(tests[0])); i++)
+			known |= !strcmp(argv[j], tests[i].name);
+		if (!known) {
+			printf("not ok - unknown test '%s'\n", argv[j]);
+			failed++;
+		}
+	}
+	printf("selftest: %d passed, %d failed\n", passed, failed);
+	return failed ? 1 : 0;
+}
