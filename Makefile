@@ -13,7 +13,7 @@ help:
 	@echo "make test       the whole suite: deps, lint, typecheck, unit, kernel builds,"
 	@echo "                QEMU build, QEMU tests, VM tests; times each stage"
 	@echo "make deps       install Debian + npm packages and fetch Debian's kernels"
-	@echo "make lint       eslint and shellcheck"
+	@echo "make lint       eslint, shellcheck, checkpatch (kernel/)"
 	@echo "make typecheck  tsc --noEmit"
 	@echo "make unit       unit tests (no VM, no QEMU)"
 	@echo "make kernel     build kernel/ against Debian 6.12 and 6.1 with -Werror"
@@ -29,6 +29,7 @@ deps:
 lint: deps
 	@$(NODE_BIN)/eslint .
 	@shellcheck -x $(wildcard $(SHELL_SCRIPTS)) guests/vm/init
+	@scripts/checkpatch.sh
 
 typecheck: deps
 	@$(NODE_BIN)/tsc -p tsconfig.json --noEmit

@@ -65,6 +65,18 @@ struct pciem_stats {
 	atomic64_t sync_read_timeouts;
 };
 
+/*
+ * Physical address space for BARs, trapped as a whole. Nothing decodes it:
+ * [0] serves 64-bit BARs, from the upper half of what the CPU addresses;
+ * [1] serves 32-bit BARs, carved from the root bus's 32-bit window (only
+ * when the device has 32-bit BARs).
+ */
+struct pciem_window {
+	struct pciem_dev *dev;
+	struct resource res;		/* res.parent: allocated */
+	struct pciem_trace_range *trace;
+};
+
 struct pciem_dev {
 	/* Must stay first: x86 finds the domain through bus->sysdata. */
 	struct pci_sysdata sysdata;
@@ -80,9 +92,8 @@ struct pciem_dev {
 	int domain;
 	struct pci_host_bridge *bridge;
 	struct pci_bus *bus;
-	struct resource window;		/* BAR addresses; no memory behind them */
+	struct pciem_window win[2];
 	struct resource busn;
-	struct pciem_trace_range *trace;
 	bool gone;			/* READ_ONCE: owner gone, reads all-ones */
 
 	/* The compatible event ring. */

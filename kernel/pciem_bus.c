@@ -52,23 +52,43 @@ static int pciem_pci_read(struct pci_bus *bus, unsigned int devfn, int where,
 	return PCIBIOS_SUCCESSFUL;
 }
 
+/* The D state a function is in (0 without a PM capability). */
+static u32 pciem_bus_power_state(const struct pciem_cfg *cfg)
+{
+	if (!cfg->pm_cap)
+		return 0;
+	return pciem_cfg_read(cfg, cfg->pm_cap + PCI_PM_CTRL, 2) & PCI_PM_CTRL_STATE_MASK;
+}
+
 static int pciem_pci_write(struct pci_bus *bus, unsigned int devfn, int where,
 			   int size, u32 val)
 {
 	struct pciem_dev *dev = pciem_bus_dev(bus);
 	struct pciem_func *fn = pciem_bus_func(dev, devfn);
+	u32 func = PCI_FUNC(devfn), d_old, d_new;
 	unsigned long flags;
+	bool flr;
 
 	if (!fn || READ_ONCE(dev->gone))
 		return PCIBIOS_DEVICE_NOT_FOUND;
 	if (!pciem_cfg_access_ok(where, size))
 		return PCIBIOS_BAD_REGISTER_NUMBER;
 	spin_lock_irqsave(&dev->cfg_lock, flags);
+	d_old = pciem_bus_power_state(&fn->cfg);
+	flr = pciem_cfg_write_is_flr(&fn->cfg, where, size, val);
 	pciem_cfg_write(&fn->cfg, where, size, val);
+	if (flr)
+		pciem_cfg_reset(&fn->cfg);
+	d_new = pciem_bus_power_state(&fn->cfg);
 	spin_unlock_irqrestore(&dev->cfg_lock, flags);
-	if (READ_ONCE(dev->config_events))
-		pciem_dev_event(dev, PCIEM_EVENT_CONFIG_WRITE, PCI_FUNC(devfn),
-				where, size, val);
+
+	if (READ_ONCE(dev->config_events)) {
+		pciem_dev_event(dev, PCIEM_EVENT_CONFIG_WRITE, func, where, size, val);
+		if (flr)
+			pciem_dev_event(dev, PCIEM_EVENT_RESET, func, 0, 0, PCIEM_RESET_FLR);
+		if (d_new != d_old)
+			pciem_dev_event(dev, PCIEM_EVENT_POWER, func, 0, 0, d_new);
+	}
 	return PCIBIOS_SUCCESSFUL;
 }
 
@@ -120,7 +140,8 @@ static struct pciem_bar *pciem_bus_route(struct pciem_dev *dev, u64 phys,
 
 static u64 pciem_bus_mmio_read(void *priv, u64 woff, unsigned int size)
 {
-	struct pciem_dev *dev = priv;
+	struct pciem_window *win = priv;
+	struct pciem_dev *dev = win->dev;
 	struct pciem_bar *bar;
 	void *p;
 	u64 off, val;
@@ -130,7 +151,7 @@ static u64 pciem_bus_mmio_read(void *priv, u64 woff, unsigned int size)
 		atomic64_inc(&dev->stats.after_removal);
 		return ~0ULL;
 	}
-	bar = pciem_bus_route(dev, dev->window.start + woff, size, &off, &tag, &sync_us);
+	bar = pciem_bus_route(dev, win->res.start + woff, size, &off, &tag, &sync_us);
 	if (!bar) {
 		/* Nothing claims it: a master abort reads all-ones. */
 		atomic64_inc(&dev->stats.unclaimed);
@@ -140,10 +161,18 @@ static u64 pciem_bus_mmio_read(void *priv, u64 woff, unsigned int size)
 		return pciem_dev_sync_read(dev, tag, off, size, sync_us);
 	p = bar->mem + off;
 	switch (size) {
-	case 1: val = READ_ONCE(*(u8 *)p); break;
-	case 2: val = READ_ONCE(*(u16 *)p); break;
-	case 4: val = READ_ONCE(*(u32 *)p); break;
-	default: val = READ_ONCE(*(u64 *)p); break;
+	case 1:
+		val = READ_ONCE(*(u8 *)p);
+		break;
+	case 2:
+		val = READ_ONCE(*(u16 *)p);
+		break;
+	case 4:
+		val = READ_ONCE(*(u32 *)p);
+		break;
+	default:
+		val = READ_ONCE(*(u64 *)p);
+		break;
 	}
 	atomic64_inc(&dev->stats.mmio_reads);
 	if (READ_ONCE(bar->trace) & PCIEM_TRACE_READS)
@@ -153,7 +182,8 @@ static u64 pciem_bus_mmio_read(void *priv, u64 woff, unsigned int size)
 
 static void pciem_bus_mmio_write(void *priv, u64 woff, unsigned int size, u64 val)
 {
-	struct pciem_dev *dev = priv;
+	struct pciem_window *win = priv;
+	struct pciem_dev *dev = win->dev;
 	struct pciem_bar *bar;
 	u32 tag, trace, sync_us;
 	void *p;
@@ -163,7 +193,7 @@ static void pciem_bus_mmio_write(void *priv, u64 woff, unsigned int size, u64 va
 		atomic64_inc(&dev->stats.after_removal);
 		return;
 	}
-	bar = pciem_bus_route(dev, dev->window.start + woff, size, &off, &tag, &sync_us);
+	bar = pciem_bus_route(dev, win->res.start + woff, size, &off, &tag, &sync_us);
 	if (!bar) {
 		atomic64_inc(&dev->stats.unclaimed);
 		return;
@@ -172,10 +202,18 @@ static void pciem_bus_mmio_write(void *priv, u64 woff, unsigned int size, u64 va
 	if (!(trace & PCIEM_TRACE_STOP_WRITES)) {
 		p = bar->mem + off;
 		switch (size) {
-		case 1: WRITE_ONCE(*(u8 *)p, val); break;
-		case 2: WRITE_ONCE(*(u16 *)p, val); break;
-		case 4: WRITE_ONCE(*(u32 *)p, val); break;
-		default: WRITE_ONCE(*(u64 *)p, val); break;
+		case 1:
+			WRITE_ONCE(*(u8 *)p, val);
+			break;
+		case 2:
+			WRITE_ONCE(*(u16 *)p, val);
+			break;
+		case 4:
+			WRITE_ONCE(*(u32 *)p, val);
+			break;
+		default:
+			WRITE_ONCE(*(u64 *)p, val);
+			break;
 		}
 	}
 	atomic64_inc(&dev->stats.mmio_writes);
@@ -188,55 +226,136 @@ static const struct pciem_trace_ops pciem_bus_trace_ops = {
 	.write = pciem_bus_mmio_write,
 };
 
-/*
- * Claims physical address space for the BARs: a naturally aligned,
- * power-of-two window in the upper half of what the CPU can address,
- * above any RAM or device a real machine of this size has there.
- */
-static int pciem_bus_alloc_window(struct pciem_dev *dev)
+/* Bytes of address space the device's 64-bit (or 32-bit) BARs need. */
+static u64 pciem_bus_bars_size(struct pciem_dev *dev, bool bits64)
 {
-	u64 need = 0, size, lo, hi;
+	u64 need = 0, size;
 	int f, b;
 
-	for (f = 0; f < PCIEM_MAX_FUNCTIONS; f++)
-		for (b = 0; b < PCIEM_NUM_BARS; b++)
-			if (dev->func[f].bar[b].size)
-				need = ALIGN(need, dev->func[f].bar[b].size) +
-				       dev->func[f].bar[b].size;
-	size = roundup_pow_of_two(max_t(u64, need, SZ_1M));
-	hi = (1ULL << boot_cpu_data.x86_phys_bits) - 1;
-	lo = 1ULL << (boot_cpu_data.x86_phys_bits - 1);
+	for (f = 0; f < PCIEM_MAX_FUNCTIONS; f++) {
+		for (b = 0; b < PCIEM_NUM_BARS; b++) {
+			size = dev->func[f].bar[b].size;
+			if (!size || bits64 != ((dev->func[f].cfg.bar_flags[b] &
+						 PCI_BASE_ADDRESS_MEM_TYPE_MASK) ==
+						PCI_BASE_ADDRESS_MEM_TYPE_64))
+				continue;
+			need = ALIGN(need, size) + size;
+		}
+	}
+	return need ? roundup_pow_of_two(need) : 0;
+}
 
-	dev->window.name = "pciem";
-	dev->window.flags = IORESOURCE_MEM;
-	return allocate_resource(&iomem_resource, &dev->window, size, lo, hi,
-				 size, NULL, NULL);
+/*
+ * x86 never lets a BAR sit below 1 MiB (ISA space), and the PCI core lets a
+ * window's own start override the minimum we ask for: align past it here.
+ */
+static resource_size_t pciem_bus_align_above_1m(void *data, const struct resource *res,
+						resource_size_t size, resource_size_t align)
+{
+	return ALIGN(max_t(resource_size_t, res->start, SZ_1M), align);
+}
+
+/*
+ * Claims the address windows, naturally aligned powers of two. The 64-bit
+ * one sits in the upper half of what the CPU addresses, above any RAM or
+ * device a machine of this size has there; the 32-bit one comes from the
+ * root bus's own window below 4 GiB, the only place 32-bit BARs can live.
+ * Since no page-table entry ever points into either, borrowing the root
+ * bus's space cannot reach its devices.
+ */
+static int pciem_bus_alloc_windows(struct pciem_dev *dev)
+{
+	u64 size64 = pciem_bus_bars_size(dev, true);
+	u64 size32 = pciem_bus_bars_size(dev, false);
+	struct pci_bus *root;
+	int ret;
+
+	if (size64) {
+		struct resource *res = &dev->win[0].res;
+		u64 hi = (1ULL << boot_cpu_data.x86_phys_bits) - 1;
+		u64 lo = 1ULL << (boot_cpu_data.x86_phys_bits - 1);
+
+		res->name = "pciem";
+		res->flags = IORESOURCE_MEM | IORESOURCE_MEM_64;
+		size64 = max_t(u64, size64, SZ_1M);
+		ret = allocate_resource(&iomem_resource, res, size64, lo, hi, size64, NULL, NULL);
+		if (ret)
+			return ret;
+	}
+	if (size32) {
+		struct resource *res = &dev->win[1].res;
+
+		root = pci_find_bus(0, 0);
+		if (!root)
+			return -ENOSPC;
+		res->name = "pciem";
+		res->flags = IORESOURCE_MEM;
+		ret = pci_bus_alloc_resource(root, res, size32, size32, 0, IORESOURCE_MEM,
+					     pciem_bus_align_above_1m, NULL);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static int pciem_bus_trap_windows(struct pciem_dev *dev)
+{
+	int i;
+
+	for (i = 0; i < ARRAY_SIZE(dev->win); i++) {
+		struct pciem_window *win = &dev->win[i];
+
+		win->dev = dev;
+		if (!win->res.parent)
+			continue;
+		win->trace = pciem_trace_add(win->res.start, resource_size(&win->res),
+					     &pciem_bus_trace_ops, win);
+		if (IS_ERR(win->trace)) {
+			int ret = PTR_ERR(win->trace);
+
+			win->trace = NULL;
+			return ret;
+		}
+	}
+	return 0;
+}
+
+/* Undoes pciem_bus_trap_windows() and pciem_bus_alloc_windows(). */
+static void pciem_bus_free_windows(struct pciem_dev *dev)
+{
+	int i;
+
+	for (i = 0; i < ARRAY_SIZE(dev->win); i++) {
+		struct pciem_window *win = &dev->win[i];
+
+		if (win->trace)
+			pciem_trace_remove(win->trace);
+		win->trace = NULL;
+		if (win->res.parent)
+			release_resource(&win->res);
+	}
 }
 
 int pciem_bus_create(struct pciem_dev *dev)
 {
 	struct pci_host_bridge *bridge;
-	int ret;
+	int i, ret;
 
 	lockdep_assert_held(&dev->lock);
 
-	ret = pciem_bus_alloc_window(dev);
+	ret = pciem_bus_alloc_windows(dev);
 	if (ret) {
 		pr_err("no physical address space for the BARs: %d\n", ret);
-		return ret;
+		goto err_windows;
 	}
-	dev->trace = pciem_trace_add(dev->window.start, resource_size(&dev->window),
-				     &pciem_bus_trace_ops, dev);
-	if (IS_ERR(dev->trace)) {
-		ret = PTR_ERR(dev->trace);
-		dev->trace = NULL;
-		goto err_window;
-	}
+	ret = pciem_bus_trap_windows(dev);
+	if (ret)
+		goto err_windows;
 
 	ret = ida_alloc_range(&pciem_domain_ida, PCIEM_DOMAIN_FIRST,
 			      PCIEM_DOMAIN_LAST, GFP_KERNEL);
 	if (ret < 0)
-		goto err_trace;
+		goto err_windows;
 	dev->domain = ret;
 	dev->sysdata.domain = dev->domain;
 	dev->sysdata.node = NUMA_NO_NODE;
@@ -250,7 +369,9 @@ int pciem_bus_create(struct pciem_dev *dev)
 	dev->busn.start = 0;
 	dev->busn.end = 0;
 	dev->busn.flags = IORESOURCE_BUS;
-	pci_add_resource(&bridge->windows, &dev->window);
+	for (i = 0; i < ARRAY_SIZE(dev->win); i++)
+		if (dev->win[i].res.parent)
+			pci_add_resource(&bridge->windows, &dev->win[i].res);
 	pci_add_resource(&bridge->windows, &dev->busn);
 	bridge->sysdata = &dev->sysdata;
 	bridge->busnr = 0;
@@ -269,18 +390,14 @@ int pciem_bus_create(struct pciem_dev *dev)
 		goto err_domain;
 	}
 	dev->bridge = bridge;
-	pr_info("device registered in domain %04x, BAR window %pR\n",
-		dev->domain, &dev->window);
+	pr_info("device registered in domain %04x\n", dev->domain);
 	return 0;
 
 err_domain:
 	ida_free(&pciem_domain_ida, dev->domain);
 	dev->domain = -1;
-err_trace:
-	pciem_trace_remove(dev->trace);
-	dev->trace = NULL;
-err_window:
-	release_resource(&dev->window);
+err_windows:
+	pciem_bus_free_windows(dev);
 	return ret;
 }
 
@@ -312,10 +429,8 @@ void pciem_bus_destroy(struct pciem_dev *dev)
 	dev->bus = NULL;
 	dev->bridge = NULL;
 
-	pciem_trace_remove(dev->trace);
-	dev->trace = NULL;
+	pciem_bus_free_windows(dev);
 	ida_free(&pciem_domain_ida, dev->domain);
 	dev->domain = -1;
-	release_resource(&dev->window);
 	pr_info("device removed\n");
 }

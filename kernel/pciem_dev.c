@@ -292,7 +292,8 @@ u64 pciem_dev_event(struct pciem_dev *dev, u32 type, u32 bar, u64 offset,
 			}
 			cpu_relax();
 		}
-		smp_rmb();	/* the card is done with the slot before we reuse it */
+		/* Pairs with the card's release store of head: it is done with the slot. */
+		smp_rmb();
 	}
 	seq = dev->seq++;
 	ev = &ring->events[tail];
@@ -307,6 +308,7 @@ u64 pciem_dev_event(struct pciem_dev *dev, u32 type, u32 bar, u64 offset,
 	if (type == PCIEM_EVENT_MMIO_READ_SYNC)
 		WRITE_ONCE(dev->sync_waiting, seq + 1);
 	dev->ring_tail = next;
+	/* The event is complete before the card can see the new tail. */
 	smp_store_release(&ring->tail, next);
 	if (dev->evfd)
 		pciem_eventfd_signal(dev->evfd);
@@ -332,6 +334,7 @@ u64 pciem_dev_sync_read(struct pciem_dev *dev, u32 tag, u64 off, u32 size, u32 t
 		goto out;
 	}
 	deadline = local_clock() + (u64)timeout_us * NSEC_PER_USEC;
+	/* Pairs with the release in pciem_dev_complete_read(): data before seq. */
 	while (smp_load_acquire(&dev->sync_reply_seq) != seq + 1 &&
 	       !READ_ONCE(dev->gone) && local_clock() < deadline)
 		cpu_relax();
@@ -364,6 +367,7 @@ int pciem_dev_complete_read(struct pciem_dev *dev, const struct pciem_read_reply
 	if (READ_ONCE(dev->sync_waiting) == arg->seq + 1 &&
 	    dev->sync_reply_seq != arg->seq + 1) {
 		dev->sync_reply_data = arg->data;
+		/* The waiter reads the data after it sees its seq. */
 		smp_store_release(&dev->sync_reply_seq, arg->seq + 1);
 		ret = 0;
 	}
@@ -373,12 +377,13 @@ int pciem_dev_complete_read(struct pciem_dev *dev, const struct pciem_read_reply
 
 int pciem_dev_set_ring_mode(struct pciem_dev *dev, const struct pciem_ring_mode *arg)
 {
-	if ((arg->flags & ~PCIEM_RING_FLAG_LOSSLESS) || arg->reserved ||
+	if ((arg->flags & ~(PCIEM_RING_FLAG_LOSSLESS | PCIEM_RING_FLAG_CONFIG_EVENTS)) || arg->reserved ||
 	    !pciem_zeroed(arg->reserved2, sizeof(arg->reserved2)))
 		return -EINVAL;
 	mutex_lock(&dev->lock);
 	WRITE_ONCE(dev->ring_timeout_us, arg->timeout_us ?: PCIEM_RING_DEFAULT_TIMEOUT_US);
 	WRITE_ONCE(dev->lossless, !!(arg->flags & PCIEM_RING_FLAG_LOSSLESS));
+	WRITE_ONCE(dev->config_events, !!(arg->flags & PCIEM_RING_FLAG_CONFIG_EVENTS));
 	mutex_unlock(&dev->lock);
 	return 0;
 }
@@ -448,6 +453,9 @@ int pciem_dev_register(struct pciem_dev *dev)
 		ret = pciem_cfg_finalize(&fn->cfg, nfuncs > 1);
 		if (ret)
 			goto out;
+		/* The PCI core leaves "classless" (pre-2.0) devices' BARs alone. */
+		if (!(pciem_cfg_read(&fn->cfg, PCI_CLASS_REVISION, 4) >> 8))
+			pr_warn("function %d has class 0: the PCI core will not assign its BARs\n", f);
 		for (b = 0; b < PCIEM_NUM_BARS; b++) {
 			if (!fn->bar[b].size || fn->bar[b].mem)
 				continue;

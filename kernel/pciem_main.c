@@ -128,7 +128,8 @@ static long pciem_ioctl_get_info(void __user *uarg)
 	info.argsz = sizeof(info);
 	info.api_version = PCIEM_API_VERSION;
 	info.features = PCIEM_FEATURE_COMPAT_RING | PCIEM_FEATURE_LOSSLESS_RING |
-			PCIEM_FEATURE_SYNC_READ | PCIEM_FEATURE_STATS;
+			PCIEM_FEATURE_SYNC_READ | PCIEM_FEATURE_STATS |
+			PCIEM_FEATURE_CONFIG_EVENTS;
 	info.max_functions = PCIEM_MAX_FUNCTIONS;
 	info.ring_size = PCIEM_RING_SIZE;
 	return copy_to_user(uarg, &info, sizeof(info)) ? -EFAULT : 0;

@@ -24,7 +24,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/select.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -102,12 +104,16 @@ static int card_close(struct card *c)
 	return 0;
 }
 
+/* The pciem device (domain >= 0x10000) whose BAR0 is at @phys. */
 static int find_bdf_by_phys(uint64_t phys, char *bdf, size_t len)
 {
-	DIR *d = opendir("/sys/bus/pci/devices");
+	DIR *d;
 	struct dirent *e;
 	int found = 0;
 
+	if (!phys)
+		return 0;
+	d = opendir("/sys/bus/pci/devices");
 	if (!d)
 		return 0;
 	while (!found && (e = readdir(d))) {
@@ -115,7 +121,7 @@ static int find_bdf_by_phys(uint64_t phys, char *bdf, size_t len)
 		unsigned long long start;
 		FILE *f;
 
-		if (e->d_name[0] == '.')
+		if (e->d_name[0] == '.' || strtoul(e->d_name, NULL, 16) < 0x10000)
 			continue;
 		snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/resource", e->d_name);
 		f = fopen(path, "r");
@@ -813,6 +819,217 @@ static int t_unprivileged(void)
 	return 0;
 }
 
+/* Waits up to @timeout s for an event of @type; 0 when found. */
+static int wait_event_type(struct card *c, uint32_t type, struct pciem_event *out, double timeout)
+{
+	double end = now_s() + timeout;
+
+	while (now_s() < end) {
+		if (ring_pop(c, out)) {
+			if (out->type == type)
+				return 0;
+			continue;
+		}
+		usleep(1000);
+	}
+	return -1;
+}
+
+static int t_config_events(void)
+{
+	struct card_desc d = { .device = 0x0abf, .class_code = { 0, 0x80, 0xff } };
+	struct pciem_cap_config pm = { .cap_type = PCIEM_CAP_PM };
+	struct pciem_ring_mode m = { .argsz = sizeof(m), .flags = PCIEM_RING_FLAG_CONFIG_EVENTS };
+	struct pciem_event ev;
+	struct card c;
+	char path[256];
+	int fd;
+
+	memset(&c, 0, sizeof(c));
+	c.fd = c.inst = -1;
+	/* card_make() registers at once: describe this one by hand to add PM. */
+	fd = open("/dev/pciem", O_RDWR);
+	CHECK(fd >= 0, "open");
+	{
+		struct pciem_create_device cr = { 0 };
+		struct pciem_config_space cfg = { .vendor_id = 0x1f0c, .device_id = d.device,
+						  .class_code = { 0, 0x80, 0xff } };
+		struct pciem_bar_config b = { .bar_index = 0, .size = 0x1000 };
+		struct pciem_bar_info_query q = { .bar_index = 0 };
+
+		CHECK(!ioctl(fd, PCIEM_IOCTL_CREATE_DEVICE, &cr) && !ioctl(fd, PCIEM_IOCTL_SET_CONFIG, &cfg) &&
+		      !ioctl(fd, PCIEM_IOCTL_ADD_BAR, &b) && !ioctl(fd, PCIEM_IOCTL_ADD_CAPABILITY, &pm),
+		      "describe: %s", strerror(errno));
+		CHECK(ioctl(fd, PCIEM_IOCTL_SET_RING_MODE, &m) == 0, "SET_RING_MODE: %s", strerror(errno));
+		c.fd = fd;
+		c.inst = ioctl(fd, PCIEM_IOCTL_REGISTER, 0);
+		CHECK(c.inst >= 0, "REGISTER: %s", strerror(errno));
+		c.ring = mmap(NULL, sizeof(*c.ring), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		CHECK(c.ring != MAP_FAILED, "mmap ring");
+		CHECK(ioctl(fd, PCIEM_IOCTL_START) == 0, "START");
+		CHECK(ioctl(fd, PCIEM_IOCTL_GET_BAR_INFO, &q) == 0, "GET_BAR_INFO");
+		CHECK(find_bdf_by_phys(q.phys_addr, c.bdf, sizeof(c.bdf)), "device not found");
+	}
+	/* Enumeration wrote config space too: start from an empty ring. */
+	while (ring_pop(&c, &ev))
+		;
+	cfg_put(c.bdf, PCI_INTERRUPT_LINE, 1, 0x11);
+	if (wait_event_type(&c, PCIEM_EVENT_CONFIG_WRITE, &ev, 2)) {
+		struct pciem_stats_query st = { .argsz = sizeof(st) };
+
+		ioctl(c.fd, PCIEM_IOCTL_GET_STATS, &st);
+		FAIL("no CONFIG_WRITE event (head %d tail %d, drops %llu; line reads %#x; %s)", c.ring->head, c.ring->tail,
+		     (unsigned long long)st.ring_drops, cfg_get(c.bdf, PCI_INTERRUPT_LINE, 1), c.bdf);
+	}
+	CHECK(ev.offset == PCI_INTERRUPT_LINE && ev.size == 1 && ev.data == 0x11 && ev.bar == 0,
+	      "CONFIG_WRITE off %llu size %u data %llu", (unsigned long long)ev.offset, ev.size,
+	      (unsigned long long)ev.data);
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/power_state", c.bdf);
+	{
+		int pmoff = cfg_get(c.bdf, PCI_CAPABILITY_LIST, 1);
+
+		while (pmoff && cfg_get(c.bdf, pmoff, 1) != PCI_CAP_ID_PM)
+			pmoff = cfg_get(c.bdf, pmoff + 1, 1);
+		CHECK(pmoff, "no PM capability in the chain");
+		cfg_put(c.bdf, pmoff + PCI_PM_CTRL, 2, 3);
+		CHECK(wait_event_type(&c, PCIEM_EVENT_POWER, &ev, 2) == 0 && ev.data == 3, "no POWER D3 event");
+		cfg_put(c.bdf, pmoff + PCI_PM_CTRL, 2, 0);
+		CHECK(wait_event_type(&c, PCIEM_EVENT_POWER, &ev, 2) == 0 && ev.data == 0, "no POWER D0 event");
+	}
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/reset_method", c.bdf);
+	CHECK(sysfs_write(path, "flr") == 0, "reset_method flr: the device must offer FLR");
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/reset", c.bdf);
+	CHECK(sysfs_write(path, "1") == 0, "reset: %s", strerror(errno));
+	CHECK(wait_event_type(&c, PCIEM_EVENT_RESET, &ev, 2) == 0 && ev.data == PCIEM_RESET_FLR, "no RESET (FLR) event");
+	return card_close(&c);
+}
+
+/*
+ * A card that follows the original ABI's example flow to the letter:
+ * create, BARs, trace, MSI capability, config, REGISTER, BAR and ring
+ * mmaps, eventfd, START; then it sleeps in select() on the eventfd and
+ * consumes the ring as the driver writes.
+ */
+static int t_compat_card(void)
+{
+	struct pciem_create_device create = { 0 };
+	struct pciem_bar_config bar0 = { .bar_index = 0, .size = 64 * 1024,
+		.flags = PCI_BASE_ADDRESS_SPACE_MEMORY | PCI_BASE_ADDRESS_MEM_TYPE_64 };
+	struct pciem_bar_config bar2 = { .bar_index = 2, .size = 1024 * 1024,
+		.flags = PCI_BASE_ADDRESS_SPACE_MEMORY | PCI_BASE_ADDRESS_MEM_TYPE_64 | PCI_BASE_ADDRESS_MEM_PREFETCH };
+	struct pciem_config_space cfg = { .vendor_id = 0x1f0c, .device_id = TESTDRV_DEVICE,
+					  .class_code = { 0x00, 0x00, 0x0b } };
+	struct pciem_cap_config cap = { .cap_type = PCIEM_CAP_MSI, .msi = { .has_64bit = 1, .has_masking = 1 } };
+	struct pciem_trace_bar trace = { .bar_index = 0, .flags = PCIEM_TRACE_WRITES };
+	struct pciem_eventfd_config efd_cfg = { 0 };
+	struct pciem_bar_info_query q = { .bar_index = 0 };
+	struct card c = { .fd = -1, .inst = -1 };
+	char path[256];
+	int got = 0, wakeups = 0, efd;
+	double end;
+
+	c.fd = open("/dev/pciem", O_RDWR);
+	CHECK(c.fd >= 0, "open");
+	CHECK(ioctl(c.fd, PCIEM_IOCTL_CREATE_DEVICE, &create) == 0, "CREATE_DEVICE");
+	CHECK(ioctl(c.fd, PCIEM_IOCTL_ADD_BAR, &bar0) == 0, "ADD_BAR 0");
+	CHECK(ioctl(c.fd, PCIEM_IOCTL_ADD_BAR, &bar2) == 0, "ADD_BAR 2");
+	CHECK(ioctl(c.fd, PCIEM_IOCTL_TRACE_BAR, &trace) == 0, "TRACE_BAR");
+	CHECK(ioctl(c.fd, PCIEM_IOCTL_ADD_CAPABILITY, &cap) == 0, "ADD_CAPABILITY MSI: %s", strerror(errno));
+	CHECK(ioctl(c.fd, PCIEM_IOCTL_SET_CONFIG, &cfg) == 0, "SET_CONFIG");
+	c.inst = ioctl(c.fd, PCIEM_IOCTL_REGISTER, 0);
+	CHECK(c.inst >= 0, "REGISTER: %s", strerror(errno));
+	c.bar_size[0] = bar0.size;
+	c.bar_size[2] = bar2.size;
+	c.bar[0] = mmap(NULL, bar0.size, PROT_READ | PROT_WRITE, MAP_SHARED, c.inst, 0 * 4096);
+	c.bar[2] = mmap(NULL, bar2.size, PROT_READ | PROT_WRITE, MAP_SHARED, c.inst, 2 * 4096);
+	c.ring = mmap(NULL, sizeof(struct pciem_shared_ring), PROT_READ | PROT_WRITE, MAP_SHARED, c.fd, 0);
+	CHECK(c.bar[0] != MAP_FAILED && c.bar[2] != MAP_FAILED && c.ring != MAP_FAILED, "mmaps");
+	efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	efd_cfg.eventfd = efd;
+	CHECK(ioctl(c.fd, PCIEM_IOCTL_SET_EVENTFD, &efd_cfg) == 0, "SET_EVENTFD");
+	CHECK(ioctl(c.fd, PCIEM_IOCTL_START) == 0, "START");
+	CHECK(ioctl(c.fd, PCIEM_IOCTL_GET_BAR_INFO, &q) == 0 && find_bdf_by_phys(q.phys_addr, c.bdf, sizeof(c.bdf)),
+	      "device not found");
+	snprintf(path, sizeof(path), DBG_ROOT "/%s", c.bdf);
+	CHECK(wait_path(path, true, 5) == 0, "driver did not bind");
+	CHECK(testdrv_cmd(c.bdf, "writes", "100 16") == 0, "driver writes");
+
+	end = now_s() + 5;
+	while (got < 100 && now_s() < end) {
+		struct timeval tv = { .tv_sec = 1 };
+		struct pciem_event ev;
+		uint64_t n;
+		fd_set rfds;
+
+		FD_ZERO(&rfds);
+		FD_SET(efd, &rfds);
+		if (select(efd + 1, &rfds, NULL, NULL, &tv) > 0 && read(efd, &n, sizeof(n)) == sizeof(n))
+			wakeups++;
+		while (ring_pop(&c, &ev))
+			if (ev.type == PCIEM_EVENT_MMIO_WRITE && ev.bar == 0 && ev.offset == 16 && ev.data == (uint64_t)got)
+				got++;
+	}
+	close(efd);
+	CHECK(got == 100, "%d of 100 writes seen in order", got);
+	CHECK(wakeups > 0, "the eventfd never woke the card");
+	return card_close(&c);
+}
+
+static int t_several_devices(void)
+{
+	struct card_desc d = { .device = 0x0ac0, .class_code = { 0, 0x80, 0xff }, .start = true };
+	struct card c[3];
+	unsigned int dom[3];
+	int i, j;
+
+	for (i = 0; i < 3; i++) {
+		d.device = 0x0ac0 + i;
+		if (card_make(&c[i], &d))
+			return -1;
+		CHECK(sscanf(c[i].bdf, "%x:", &dom[i]) == 1 && dom[i] >= 0x10000, "domain of %s", c[i].bdf);
+		for (j = 0; j < i; j++)
+			CHECK(dom[i] != dom[j], "devices %d and %d share domain %x", i, j, dom[i]);
+	}
+	for (i = 0; i < 3; i++)
+		CHECK(cfg_get(c[i].bdf, PCI_DEVICE_ID, 2) == 0x0ac0u + i, "device %d answers for itself", i);
+	for (i = 0; i < 3; i++)
+		card_close(&c[i]);
+	return 0;
+}
+
+static int t_bar32(void)
+{
+	struct pciem_create_device cr = { 0 };
+	struct pciem_config_space cfg = { .vendor_id = 0x1f0c, .device_id = 0x0ac8, .class_code = { 0, 0x80, 0xff } };
+	struct pciem_bar_config b = { .bar_index = 1, .size = 0x2000, .flags = PCI_BASE_ADDRESS_SPACE_MEMORY };
+	struct pciem_bar_info_query q = { .bar_index = 1 };
+	char bdf[32], cmd[128], out[4096] = "";
+	int fd = open("/dev/pciem", O_RDWR), inst;
+	FILE *p;
+	size_t n;
+
+	CHECK(fd >= 0, "open");
+	CHECK(!ioctl(fd, PCIEM_IOCTL_CREATE_DEVICE, &cr) && !ioctl(fd, PCIEM_IOCTL_SET_CONFIG, &cfg) &&
+	      !ioctl(fd, PCIEM_IOCTL_ADD_BAR, &b), "describe: %s", strerror(errno));
+	inst = ioctl(fd, PCIEM_IOCTL_REGISTER, 0);
+	CHECK(inst >= 0 && ioctl(fd, PCIEM_IOCTL_START) == 0, "REGISTER/START: %s", strerror(errno));
+	CHECK(ioctl(fd, PCIEM_IOCTL_GET_BAR_INFO, &q) == 0 && q.phys_addr && q.phys_addr + 0x2000 <= (1ULL << 32),
+	      "a 32-bit BAR1 must get an address below 4 GiB: %#llx", (unsigned long long)q.phys_addr);
+	snprintf(cmd, sizeof(cmd), "lspci -vv -d 1f0c:0ac8 2>&1");
+	p = popen(cmd, "r");
+	CHECK(p, "popen");
+	n = fread(out, 1, sizeof(out) - 1, p);
+	out[n] = 0;
+	pclose(p);
+	(void)bdf;
+	CHECK(strstr(out, "Region 1: Memory at") && strstr(out, "(32-bit, non-prefetchable) [disabled] [size=8K]"),
+	      "32-bit BAR1 in:\n%s", out);
+	close(inst);
+	close(fd);
+	return 0;
+}
+
 struct test {
 	const char *name;
 	int (*fn)(void);
@@ -829,6 +1046,10 @@ static const struct test tests[] = {
 	{ "owner_killed", t_owner_killed, true },
 	{ "uio_generic", t_uio_generic, true },
 	{ "errors", t_errors, true },
+	{ "config_events", t_config_events, true },
+	{ "compat_card", t_compat_card, true },
+	{ "several_devices", t_several_devices, true },
+	{ "bar32", t_bar32, true },
 	{ "create_destroy", t_create_destroy, true },
 	{ "fuzz", t_fuzz, true },
 	{ "unprivileged", t_unprivileged, false },

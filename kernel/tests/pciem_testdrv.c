@@ -88,10 +88,18 @@ static ssize_t testdrv_read_set(struct file *f, const char __user *ubuf, size_t 
 	if (off + size > td->bar0_len)
 		return -EINVAL;
 	switch (size) {
-	case 1: val = readb(td->bar0 + off); break;
-	case 2: val = readw(td->bar0 + off); break;
-	case 4: val = readl(td->bar0 + off); break;
-	case 8: val = readq(td->bar0 + off); break;
+	case 1:
+		val = readb(td->bar0 + off);
+		break;
+	case 2:
+		val = readw(td->bar0 + off);
+		break;
+	case 4:
+		val = readl(td->bar0 + off);
+		break;
+	case 8:
+		val = readq(td->bar0 + off);
+		break;
 	default: return -EINVAL;
 	}
 	mutex_lock(&td->lock);

@@ -59,7 +59,7 @@ describe('pciem.ko in the 6.12 VM', function () {
 
   const main = [
     'lspci', 'config_masks', 'multifunction', 'reads_shared_memory', 'writes_100k_in_order', 'sync_read',
-    'owner_killed', 'uio_generic', 'errors'];
+    'owner_killed', 'uio_generic', 'errors', 'config_events', 'compat_card', 'several_devices', 'bar32'];
 
   it(`devices, config space, traps, ring, removal, stock driver, errors (${main.join(', ')}); dmesg clean`, async function () {
     const r = await runSelftest(main);

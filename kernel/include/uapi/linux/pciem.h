@@ -35,8 +35,10 @@ struct pciem_create_device {
 	__u8 reserved[3];
 };
 
-/* flags: PCI_BASE_ADDRESS_SPACE_MEMORY | PCI_BASE_ADDRESS_MEM_TYPE_64 |
- * PCI_BASE_ADDRESS_MEM_PREFETCH, as in the BAR register itself. */
+/*
+ * flags: PCI_BASE_ADDRESS_SPACE_MEMORY | PCI_BASE_ADDRESS_MEM_TYPE_64 |
+ * PCI_BASE_ADDRESS_MEM_PREFETCH, as in the BAR register itself.
+ */
 struct pciem_bar_config {
 	__u32 bar_index;	/* 0..5; a 64-bit BAR also takes bar_index + 1 */
 	__u32 flags;
@@ -250,10 +252,12 @@ struct pciem_trace_bar {
 #define PCIEM_IOCTL_TRACE_BAR		_IOWR(PCIEM_IOCTL_MAGIC, 25, struct pciem_trace_bar)
 #define PCIEM_IOCTL_START		_IO(PCIEM_IOCTL_MAGIC, 26)
 
-/* The compatible event ring, mmap'd read-write at offset 0 of the
+/*
+ * The compatible event ring, mmap'd read-write at offset 0 of the
  * /dev/pciem fd. pciem writes events[tail] and then advances tail (release);
  * userspace reads events[head] and then advances head. Full when
- * (tail + 1) % PCIEM_RING_SIZE == head. Indices are ints in 0..255. */
+ * (tail + 1) % PCIEM_RING_SIZE == head. Indices are ints in 0..255.
+ */
 #define PCIEM_RING_SIZE		256
 #define PCIEM_MAX_IRQFDS	32
 
@@ -274,6 +278,7 @@ struct pciem_shared_ring {
 #define PCIEM_FEATURE_LOSSLESS_RING	(1 << 1)
 #define PCIEM_FEATURE_SYNC_READ		(1 << 2)
 #define PCIEM_FEATURE_STATS		(1 << 3)
+#define PCIEM_FEATURE_CONFIG_EVENTS	(1 << 4)
 
 struct pciem_info {
 	__u32 argsz;		/* in: sizeof(struct pciem_info) */
@@ -295,6 +300,15 @@ struct pciem_info {
  * device then reads all-ones, as when its card goes away.
  */
 #define PCIEM_RING_FLAG_LOSSLESS	(1 << 0)
+/*
+ * Also report config space: every config write the host makes
+ * (PCIEM_EVENT_CONFIG_WRITE), function level resets (PCIEM_EVENT_RESET,
+ * data PCIEM_RESET_FLR) and power state changes (PCIEM_EVENT_POWER, data
+ * the new D state, 0 or 3). bar carries the function number.
+ */
+#define PCIEM_RING_FLAG_CONFIG_EVENTS	(1 << 1)
+#define PCIEM_EVENT_POWER		8
+#define PCIEM_RESET_FLR			1
 #define PCIEM_RING_DEFAULT_TIMEOUT_US	1000000
 
 struct pciem_ring_mode {
