@@ -2,18 +2,28 @@
 // built from kernel/ loads into the 6.12 guest.
 import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { relative } from 'node:path';
 import { kernelModule, kernelRelease, kernelVersions, repoRoot } from '../lib/paths.js';
 import { vmRun, vmRunScript } from '../lib/vm.js';
 
 const BAD_DMESG = /Oops|BUG:|WARNING:|Call Trace|general protection/;
 
+/**
+ * QEMUs the harness left behind: VMs whose job folder the harness has
+ * already removed. (VMs of other runs on the machine still have theirs.)
+ */
 function qemuJobs(): string[] {
+  let lines: string[];
   try {
-    return execFileSync('pgrep', ['-af', 'pciem\\.job='], { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
+    lines = execFileSync('pgrep', ['-af', 'pciem\\.job='], { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
   } catch {
     return []; // pgrep exits 1 when nothing matches
   }
+  return lines.filter((l) => {
+    const job = /pciem\.job=(\S+)/.exec(l)?.[1];
+    return job !== undefined && !existsSync(job);
+  });
 }
 
 describe('VM harness (boots for real)', function () {
