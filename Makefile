@@ -6,7 +6,9 @@ SHELL := /bin/bash
 NODE_BIN := node_modules/.bin
 SHELL_SCRIPTS := scripts/*.sh guests/vm/run guests/vm/mkinitramfs qemu-plugin/build.sh qemu-plugin/tests/*.sh .ci/run
 
-.PHONY: help deps lint typecheck unit kernel qemu test test-qemu test-vm demo bench clean
+ADDON := gateway/native/build/Release/pciem_native.node
+
+.PHONY: help deps lint typecheck unit kernel qemu addon test test-qemu test-vm demo bench clean
 
 help:
 	@echo "make demo       run the DOOM demo through the card (not built yet)"
@@ -17,6 +19,7 @@ help:
 	@echo "make typecheck  tsc --noEmit"
 	@echo "make unit       unit tests (no VM, no QEMU)"
 	@echo "make kernel     build kernel/ against Debian 6.12 and 6.1 with -Werror"
+	@echo "make addon      build the gateway's native addon (node-gyp)"
 	@echo "make qemu       build QEMU with our devices; prints the binary's path"
 	@echo "make test-qemu  tests against the built QEMU"
 	@echo "make test-vm    tests inside the Debian 6.12/6.1 VM"
@@ -34,8 +37,14 @@ lint: deps
 typecheck: deps
 	@$(NODE_BIN)/tsc -p tsconfig.json --noEmit
 
-unit: deps
+unit: deps addon
 	@scripts/test.sh unit
+
+addon: deps $(ADDON)
+
+# Debian's Node headers are in /usr/include/node; nothing is downloaded.
+$(ADDON): gateway/native/pciem_native.cc gateway/native/binding.gyp
+	@$(NODE_BIN)/node-gyp rebuild --nodedir=/usr -C gateway/native --loglevel=warn
 
 kernel: deps
 	@$(MAKE) --no-print-directory -C kernel
@@ -63,4 +72,4 @@ bench:
 
 clean:
 	@$(MAKE) --no-print-directory -C kernel clean
-	@rm -rf dist
+	@rm -rf dist gateway/native/build

@@ -12,13 +12,14 @@ export PCIEM_LOG_TAG="test"
 cd "$PCIEM_TOP" || exit 1
 
 MOCHA=node_modules/.bin/mocha
-ALL_STAGES="deps lint typecheck unit kernel qemu qemu-tests vm"
+ALL_STAGES="deps lint typecheck addon unit kernel qemu qemu-tests vm"
 
 stage_cmd() {
 	case $1 in
 	deps) scripts/deps.sh ;;
 	lint) make --no-print-directory lint ;;
 	typecheck) make --no-print-directory typecheck ;;
+	addon) make --no-print-directory addon ;;
 	unit) mocha_suite 'test/unit/**/*.test.ts' ;;
 	kernel) make --no-print-directory kernel ;;
 	qemu) make --no-print-directory qemu ;;

@@ -4,11 +4,11 @@ import { expect } from 'chai';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import { repoRoot } from './paths.js';
 
 export interface CBuild {
-  /** Sources, relative to the checkout. */
+  /** Sources, relative to the checkout (or absolute). */
   sources: string[];
   /** Include folders, relative to the checkout. */
   includes?: string[];
@@ -20,7 +20,7 @@ export interface CBuild {
 export function compileC(build: CBuild, out: string): void {
   const args = ['-Wall', '-Wextra', '-Werror', '-O2', ...(build.flags ?? [])];
   for (const inc of build.includes ?? []) args.push('-I', join(repoRoot, inc));
-  args.push('-o', out, ...build.sources.map((s) => join(repoRoot, s)));
+  args.push('-o', out, ...build.sources.map((s) => (isAbsolute(s) ? s : join(repoRoot, s))));
   const r = spawnSync('gcc', args, { encoding: 'utf8' });
   expect(r.error, 'gcc must be installed (build-essential)').to.equal(undefined);
   expect(r.stderr, 'gcc printed diagnostics').to.equal('');

@@ -1,0 +1,305 @@
+// The gateway's native addon: the system calls behind /dev/pciem and the
+// shared-memory hot path, and nothing else. Argument checks, open/ioctl/
+// mmap/eventfd, and libuv integration (a poll handle calls back on the event
+// loop when a file descriptor becomes readable: no busy loop when idle).
+// Policy, struct layouts and error codes live in TypeScript; the surface is
+// typed in gateway/src/native.d.ts.
+#include <napi.h>
+#include <uv.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <mutex>
+#include <unordered_map>
+
+namespace {
+
+// A system call failed: a JS Error with .errno (the name, e.g. "EPERM"),
+// .errnoNumber and .syscall; the TypeScript layer maps it to a coded error.
+Napi::Error SysError(Napi::Env env, const char *syscall, int err) {
+  Napi::Error e = Napi::Error::New(env, std::string(syscall) + ": " + std::strerror(err));
+  e.Set("errno", Napi::String::New(env, strerrorname_np(err) ? strerrorname_np(err) : "EUNKNOWN"));
+  e.Set("errnoNumber", Napi::Number::New(env, err));
+  e.Set("syscall", Napi::String::New(env, syscall));
+  return e;
+}
+
+bool ArgInt(const Napi::CallbackInfo &info, size_t i, const char *name, int64_t min, int64_t max, int64_t *out) {
+  if (info.Length() <= i || !info[i].IsNumber()) {
+    Napi::TypeError::New(info.Env(), std::string(name) + " must be a number").ThrowAsJavaScriptException();
+    return false;
+  }
+  double d = info[i].As<Napi::Number>().DoubleValue();
+  if (d != static_cast<double>(static_cast<int64_t>(d)) || d < static_cast<double>(min) || d > static_cast<double>(max)) {
+    Napi::RangeError::New(info.Env(), std::string(name) + " is out of range").ThrowAsJavaScriptException();
+    return false;
+  }
+  *out = static_cast<int64_t>(d);
+  return true;
+}
+
+// open(path, flags) -> fd
+Napi::Value Open(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int64_t flags;
+  if (info.Length() < 1 || !info[0].IsString()) {
+    Napi::TypeError::New(env, "path must be a string").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  if (!ArgInt(info, 1, "flags", 0, INT32_MAX, &flags))
+    return env.Undefined();
+  std::string path = info[0].As<Napi::String>();
+  int fd = open(path.c_str(), static_cast<int>(flags) | O_CLOEXEC);
+  if (fd < 0) {
+    SysError(env, "open", errno).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, fd);
+}
+
+// close(fd)
+Napi::Value Close(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int64_t fd;
+  if (!ArgInt(info, 0, "fd", 0, INT32_MAX, &fd))
+    return env.Undefined();
+  if (close(static_cast<int>(fd)) < 0) {
+    SysError(env, "close", errno).ThrowAsJavaScriptException();
+  }
+  return env.Undefined();
+}
+
+// ioctl(fd, request, arg?: Uint8Array) -> the ioctl's non-negative result.
+// The argument buffer must be exactly as large as the request encodes.
+Napi::Value Ioctl(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int64_t fd, req;
+  if (!ArgInt(info, 0, "fd", 0, INT32_MAX, &fd) || !ArgInt(info, 1, "request", 0, UINT32_MAX, &req))
+    return env.Undefined();
+  void *arg = nullptr;
+  if (info.Length() > 2 && !info[2].IsUndefined() && !info[2].IsNull()) {
+    if (!info[2].IsTypedArray()) {
+      Napi::TypeError::New(env, "arg must be a Uint8Array").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    Napi::Uint8Array a = info[2].As<Napi::Uint8Array>();
+    if (a.ByteLength() != _IOC_SIZE(static_cast<unsigned long>(req))) {
+      Napi::RangeError::New(env, "arg size does not match the ioctl request").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    arg = a.Data();
+  } else if (_IOC_SIZE(static_cast<unsigned long>(req)) != 0) {
+    Napi::TypeError::New(env, "this ioctl request needs an argument buffer").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int r = ioctl(static_cast<int>(fd), static_cast<unsigned long>(req), arg);
+  if (r < 0) {
+    SysError(env, "ioctl", errno).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, r);
+}
+
+struct Mapping {
+  void *addr;  // nullptr once munmap() took it down
+  size_t len;
+};
+
+// Live mappings by address, so munmap() finds the one an ArrayBuffer views.
+std::mutex mappings_lock;
+std::unordered_map<void *, Mapping *> mappings;
+
+void FinalizeMapping(Napi::Env, void *, Mapping *m) {
+  {
+    std::lock_guard<std::mutex> g(mappings_lock);
+    if (m->addr)
+      mappings.erase(m->addr);
+  }
+  if (m->addr)
+    munmap(m->addr, m->len);
+  delete m;
+}
+
+// mmap(fd, length, offset) -> ArrayBuffer over a shared, read-write mapping,
+// unmapped by munmap() or when the ArrayBuffer is collected.
+Napi::Value Mmap(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int64_t fd, len, off;
+  if (!ArgInt(info, 0, "fd", 0, INT32_MAX, &fd) || !ArgInt(info, 1, "length", 1, int64_t(1) << 40, &len) ||
+      !ArgInt(info, 2, "offset", 0, int64_t(1) << 52, &off))
+    return env.Undefined();
+  if (off % sysconf(_SC_PAGESIZE)) {
+    Napi::RangeError::New(env, "offset must be page aligned").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  void *p = mmap(nullptr, static_cast<size_t>(len), PROT_READ | PROT_WRITE, MAP_SHARED, static_cast<int>(fd),
+                 static_cast<off_t>(off));
+  if (p == MAP_FAILED) {
+    SysError(env, "mmap", errno).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  auto *m = new Mapping{p, static_cast<size_t>(len)};
+  {
+    std::lock_guard<std::mutex> g(mappings_lock);
+    mappings[p] = m;
+  }
+  return Napi::ArrayBuffer::New(env, p, m->len, FinalizeMapping, m);
+}
+
+// munmap(arrayBuffer): unmaps now and detaches the ArrayBuffer, so no view
+// can reach the memory afterwards. A second call does nothing.
+Napi::Value Munmap(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsArrayBuffer()) {
+    Napi::TypeError::New(env, "munmap wants the ArrayBuffer mmap() returned").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::ArrayBuffer ab = info[0].As<Napi::ArrayBuffer>();
+  if (ab.IsDetached())
+    return env.Undefined();
+  Mapping *m = nullptr;
+  {
+    std::lock_guard<std::mutex> g(mappings_lock);
+    auto it = mappings.find(ab.Data());
+    if (it != mappings.end()) {
+      m = it->second;
+      mappings.erase(it);
+    }
+  }
+  if (!m) {
+    Napi::TypeError::New(env, "munmap: not a mapping from mmap()").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  ab.Detach();
+  munmap(m->addr, m->len);
+  m->addr = nullptr;  // the finalizer only frees the record now
+  return env.Undefined();
+}
+
+// eventfd(initial, nonblock) -> fd
+Napi::Value EventFd(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int64_t init;
+  if (!ArgInt(info, 0, "initial", 0, UINT32_MAX, &init))
+    return env.Undefined();
+  int fd = eventfd(static_cast<unsigned int>(init), EFD_CLOEXEC | EFD_NONBLOCK);
+  if (fd < 0) {
+    SysError(env, "eventfd", errno).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, fd);
+}
+
+// readEventFd(fd) -> the counter (bigint), or 0n when it was zero (EAGAIN).
+Napi::Value ReadEventFd(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int64_t fd;
+  if (!ArgInt(info, 0, "fd", 0, INT32_MAX, &fd))
+    return env.Undefined();
+  uint64_t v = 0;
+  ssize_t n = read(static_cast<int>(fd), &v, sizeof(v));
+  if (n < 0 && errno != EAGAIN) {
+    SysError(env, "read", errno).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return Napi::BigInt::New(env, n == sizeof(v) ? v : 0);
+}
+
+// writeEventFd(fd, n)
+Napi::Value WriteEventFd(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int64_t fd, n;
+  if (!ArgInt(info, 0, "fd", 0, INT32_MAX, &fd) || !ArgInt(info, 1, "n", 1, UINT32_MAX, &n))
+    return env.Undefined();
+  uint64_t v = static_cast<uint64_t>(n);
+  if (write(static_cast<int>(fd), &v, sizeof(v)) != sizeof(v)) {
+    SysError(env, "write", errno).ThrowAsJavaScriptException();
+  }
+  return env.Undefined();
+}
+
+// Poller(fd, onReadable): calls onReadable() on the event loop each time fd
+// is readable, until close(). The callback must consume what made fd
+// readable (e.g. read the eventfd), or it is called again at once.
+class Poller : public Napi::ObjectWrap<Poller> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "Poller", {InstanceMethod("close", &Poller::Close)});
+  }
+
+  explicit Poller(const Napi::CallbackInfo &info) : Napi::ObjectWrap<Poller>(info) {
+    Napi::Env env = info.Env();
+    int64_t fd;
+    if (!ArgInt(info, 0, "fd", 0, INT32_MAX, &fd))
+      return;
+    if (info.Length() < 2 || !info[1].IsFunction()) {
+      Napi::TypeError::New(env, "onReadable must be a function").ThrowAsJavaScriptException();
+      return;
+    }
+    callback_ = Napi::Persistent(info[1].As<Napi::Function>());
+    uv_loop_t *loop = nullptr;
+    napi_get_uv_event_loop(env, &loop);
+    handle_ = new uv_poll_t;
+    handle_->data = this;
+    int r = uv_poll_init(loop, handle_, static_cast<int>(fd));
+    if (r == 0)
+      r = uv_poll_start(handle_, UV_READABLE, OnPoll);
+    if (r != 0) {
+      delete handle_;
+      handle_ = nullptr;
+      SysError(env, "uv_poll_start", -r).ThrowAsJavaScriptException();
+      return;
+    }
+    Ref();  // stay alive while the handle is active
+  }
+
+ private:
+  static void OnPoll(uv_poll_t *h, int status, int) {
+    auto *self = static_cast<Poller *>(h->data);
+    Napi::Env env = self->Env();
+    Napi::HandleScope scope(env);
+    if (status < 0) {
+      self->callback_.MakeCallback(env.Global(), {SysError(env, "poll", -status).Value()});
+      return;
+    }
+    self->callback_.MakeCallback(env.Global(), {});
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo &info) {
+    if (handle_) {
+      uv_poll_stop(handle_);
+      uv_close(reinterpret_cast<uv_handle_t *>(handle_), [](uv_handle_t *h) { delete reinterpret_cast<uv_poll_t *>(h); });
+      handle_ = nullptr;
+      Unref();
+    }
+    return info.Env().Undefined();
+  }
+
+  uv_poll_t *handle_ = nullptr;
+  Napi::FunctionReference callback_;
+};
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("open", Napi::Function::New(env, Open));
+  exports.Set("close", Napi::Function::New(env, Close));
+  exports.Set("ioctl", Napi::Function::New(env, Ioctl));
+  exports.Set("mmap", Napi::Function::New(env, Mmap));
+  exports.Set("munmap", Napi::Function::New(env, Munmap));
+  exports.Set("eventfd", Napi::Function::New(env, EventFd));
+  exports.Set("readEventFd", Napi::Function::New(env, ReadEventFd));
+  exports.Set("writeEventFd", Napi::Function::New(env, WriteEventFd));
+  exports.Set("Poller", Poller::Init(env));
+  exports.Set("O_RDWR", Napi::Number::New(env, O_RDWR));
+  exports.Set("O_RDONLY", Napi::Number::New(env, O_RDONLY));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(pciem_native, Init)

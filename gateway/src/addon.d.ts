@@ -1,0 +1,27 @@
+// The native addon's surface (gateway/native/pciem_native.cc), loaded by native.ts. Thin by
+// design: system calls and libuv polling; everything else is TypeScript.
+
+/** A failed system call: Error with the errno name and the call. */
+export interface SysError extends Error {
+  errno: string;
+  errnoNumber: number;
+  syscall: string;
+}
+
+export interface Native {
+  open(path: string, flags: number): number;
+  close(fd: number): void;
+  /** The ioctl's result; `arg` must be exactly the size the request encodes. */
+  ioctl(fd: number, request: number, arg?: Uint8Array | null): number;
+  /** A shared read-write mapping, unmapped by munmap() or when the ArrayBuffer is collected. */
+  mmap(fd: number, length: number, offset: number): ArrayBuffer;
+  /** Unmaps now and detaches the ArrayBuffer (its views become empty). */
+  munmap(buffer: ArrayBuffer): void;
+  eventfd(initial: number): number;
+  /** The eventfd counter, 0n when it was zero. */
+  readEventFd(fd: number): bigint;
+  writeEventFd(fd: number, n: number): void;
+  Poller: new (fd: number, onReadable: (err?: SysError) => void) => { close(): void };
+  O_RDWR: number;
+  O_RDONLY: number;
+}

@@ -1,0 +1,256 @@
+// A synthetic PCIe device described and served through /dev/pciem.
+//
+//   const d = PciemDevice.open();
+//   d.createFunction(0); d.setConfig(0, {...}); d.addBar(0, 0, 0x10000, { is64: true });
+//   d.traceBar(0, 0, TRACE.WRITES); d.register(); const bar0 = d.mapBar(0, 0);
+//   d.onEvents((events) => ...); d.start();
+//   ... d.close();   // surprise removal for the host
+import { PciemError, fromSysError } from '../errors.js';
+import { native } from '../native.js';
+import { EVENT, IOCTL, RING, RING_FLAG, S, encode, field, type StructDef, type Values } from './uapi.js';
+
+export interface PciemEvent {
+  seq: bigint;
+  type: number;
+  /** BAR index, plus func << 8 for functions other than 0. */
+  bar: number;
+  offset: bigint;
+  size: number;
+  data: bigint;
+  timestamp: bigint;
+}
+
+export interface FunctionConfig {
+  vendorId: number;
+  deviceId: number;
+  subsysVendorId?: number;
+  subsysDeviceId?: number;
+  revision?: number;
+  /** 24-bit class code: base class << 16 | subclass << 8 | prog-if. */
+  classCode: number;
+}
+
+export interface BarOptions {
+  is64?: boolean;
+  prefetch?: boolean;
+}
+
+export interface PciemInfo {
+  apiVersion: number;
+  features: number;
+  maxFunctions: number;
+  ringSize: number;
+}
+
+export type PciemStats = Record<
+  'mmio_reads' | 'mmio_writes' | 'unclaimed' | 'after_removal' | 'ring_drops' | 'ring_stalls' | 'ring_timeouts' | 'sync_reads' | 'sync_read_timeouts',
+  bigint
+>;
+
+export class PciemDevice {
+  private instanceFd = -1;
+  private ring: DataView | null = null;
+  private ringInts: Int32Array | null = null;
+  private eventFd = -1;
+  private readonly maps: ArrayBuffer[] = [];
+  private poller: { close(): void } | null = null;
+  private closed = false;
+
+  private constructor(private readonly fd: number) {}
+
+  /** Opens /dev/pciem: one open describes one device. */
+  static open(path = '/dev/pciem'): PciemDevice {
+    try {
+      return new PciemDevice(native.open(path, native.O_RDWR));
+    } catch (e) {
+      const err = fromSysError(e, `opening ${path}`);
+      if (err.errno === 'ENOENT') throw new PciemError('PCIEM_ERR_NOT_LOADED', `${path} does not exist: is pciem.ko loaded?`, 'ENOENT');
+      throw err;
+    }
+  }
+
+  private call(request: number, what: string, arg?: Uint8Array): number {
+    if (this.closed) throw new PciemError('PCIEM_ERR_NO_DEVICE', `${what}: the device is closed`);
+    try {
+      return native.ioctl(this.fd, request, arg ?? null);
+    } catch (e) {
+      throw fromSysError(e, what);
+    }
+  }
+
+  private ext(s: StructDef, request: number, what: string, values: Values = {}): Uint8Array {
+    const buf = encode(s, { argsz: s.size, ...values });
+    this.call(request, what, buf);
+    return buf;
+  }
+
+  info(): PciemInfo {
+    const b = this.ext(S.info, IOCTL.GET_INFO, 'GET_INFO');
+    return {
+      apiVersion: Number(field(S.info, b, 'api_version')),
+      features: Number(field(S.info, b, 'features')),
+      maxFunctions: Number(field(S.info, b, 'max_functions')),
+      ringSize: Number(field(S.info, b, 'ring_size')),
+    };
+  }
+
+  createFunction(func: number): void {
+    this.call(IOCTL.CREATE_DEVICE, `CREATE_DEVICE function ${func}`, encode(S.create_device, { func }));
+  }
+
+  setConfig(func: number, c: FunctionConfig): void {
+    this.call(IOCTL.SET_CONFIG, `SET_CONFIG function ${func}`, encode(S.config_space, {
+      func,
+      vendor_id: c.vendorId,
+      device_id: c.deviceId,
+      subsys_vendor_id: c.subsysVendorId ?? 0,
+      subsys_device_id: c.subsysDeviceId ?? 0,
+      revision: c.revision ?? 0,
+      class_code: [c.classCode & 0xff, (c.classCode >> 8) & 0xff, (c.classCode >> 16) & 0xff],
+    }));
+  }
+
+  addBar(func: number, bar: number, size: number | bigint, opts: BarOptions = {}): void {
+    const flags = (opts.is64 ? 0x4 : 0) | (opts.prefetch ? 0x8 : 0);
+    this.call(IOCTL.ADD_BAR, `ADD_BAR ${func}.${bar}`, encode(S.bar_config, { func, bar_index: bar, size: BigInt(size), flags }));
+  }
+
+  addMsi(func: number, vectorsLog2: number, opts: { is64?: boolean; masking?: boolean } = {}): void {
+    this.call(IOCTL.ADD_CAPABILITY, `ADD_CAPABILITY MSI ${func}`, encode(S.cap_config, {
+      cap_type: 0, func, 'msi.num_vectors_log2': vectorsLog2, 'msi.has_64bit': opts.is64 ? 1 : 0, 'msi.has_masking': opts.masking ? 1 : 0,
+    }));
+  }
+
+  traceBar(func: number, bar: number, flags: number): void {
+    this.call(IOCTL.TRACE_BAR, `TRACE_BAR ${func}.${bar}`, encode(S.trace_bar, { func, bar_index: bar, flags }));
+  }
+
+  setRingMode(opts: { lossless?: boolean; configEvents?: boolean; timeoutUs?: number }): void {
+    const flags = (opts.lossless ? RING_FLAG.LOSSLESS : 0) | (opts.configEvents ? RING_FLAG.CONFIG_EVENTS : 0);
+    this.ext(S.ring_mode, IOCTL.SET_RING_MODE, 'SET_RING_MODE', { flags, timeout_us: opts.timeoutUs ?? 0 });
+  }
+
+  /** Driver reads in [offset, offset + length) of the BAR are answered with completeRead(). */
+  setReadRegion(func: number, bar: number, offset: number, length: number, timeoutUs = 0): void {
+    this.ext(S.read_region, IOCTL.SET_READ_REGION, `SET_READ_REGION ${func}.${bar}`, {
+      func, bar, offset: BigInt(offset), length: BigInt(length), timeout_us: timeoutUs,
+    });
+  }
+
+  completeRead(seq: bigint, data: bigint): void {
+    this.ext(S.read_reply, IOCTL.COMPLETE_READ, `COMPLETE_READ ${seq}`, { seq, data });
+  }
+
+  stats(): PciemStats {
+    const b = this.ext(S.stats_query, IOCTL.GET_STATS, 'GET_STATS');
+    const out: Record<string, bigint> = {};
+    for (const k of Object.keys(S.stats_query.fields)) if (k !== 'argsz' && k !== 'flags') out[k] = field(S.stats_query, b, k) as bigint;
+    return out as PciemStats;
+  }
+
+  barInfo(func: number, bar: number): { physAddr: bigint; size: bigint; flags: number } {
+    const b = encode(S.bar_info_query, { func, bar_index: bar });
+    this.call(IOCTL.GET_BAR_INFO, `GET_BAR_INFO ${func}.${bar}`, b);
+    return {
+      physAddr: field(S.bar_info_query, b, 'phys_addr') as bigint,
+      size: field(S.bar_info_query, b, 'size') as bigint,
+      flags: Number(field(S.bar_info_query, b, 'flags')),
+    };
+  }
+
+  /** Puts the device on the bus (drivers do not bind yet) and maps the event ring. */
+  register(): void {
+    this.instanceFd = this.call(IOCTL.REGISTER, 'REGISTER');
+    try {
+      const ab = native.mmap(this.fd, RING.size, 0);
+      this.maps.push(ab);
+      this.ring = new DataView(ab);
+      this.ringInts = new Int32Array(ab, 0, RING.tail / 4 + 1);
+    } catch (e) {
+      throw fromSysError(e, 'mapping the event ring');
+    }
+  }
+
+  /** The BAR's memory, shared with the kernel: what the driver reads. */
+  mapBar(func: number, bar: number): Uint8Array {
+    if (this.instanceFd < 0) throw new PciemError('PCIEM_ERR_BUSY', 'mapBar: register() first');
+    const { size } = this.barInfo(func, bar);
+    try {
+      const ab = native.mmap(this.instanceFd, Number(size), (func * 8 + bar) * 4096);
+      this.maps.push(ab);
+      return new Uint8Array(ab);
+    } catch (e) {
+      throw fromSysError(e, `mapping BAR ${func}.${bar}`);
+    }
+  }
+
+  /** Lets drivers bind. */
+  start(): void {
+    this.call(IOCTL.START, 'START');
+  }
+
+  /** Takes every event now in the ring, in order. */
+  drain(): PciemEvent[] {
+    const ring = this.ring;
+    const ints = this.ringInts;
+    if (!ring || !ints) return [];
+    const out: PciemEvent[] = [];
+    let head = Atomics.load(ints, RING.head / 4);
+    const tail = Atomics.load(ints, RING.tail / 4);
+    while (head !== tail) {
+      const o = RING.events + head * S.event.size;
+      out.push({
+        seq: ring.getBigUint64(o, true),
+        type: ring.getUint32(o + 8, true),
+        bar: ring.getUint32(o + 12, true),
+        offset: ring.getBigUint64(o + 16, true),
+        size: ring.getUint32(o + 24, true),
+        data: ring.getBigUint64(o + 32, true),
+        timestamp: ring.getBigUint64(o + 40, true),
+      });
+      head = (head + 1) % RING.entries;
+    }
+    Atomics.store(ints, RING.head / 4, head);
+    return out;
+  }
+
+  /**
+   * Calls `handler` on the event loop with each batch of events, woken by
+   * the kernel's eventfd (no polling while idle).
+   */
+  onEvents(handler: (events: PciemEvent[]) => void, onError: (e: PciemError) => void = (e) => { throw e; }): void {
+    if (this.poller) throw new PciemError('PCIEM_ERR_BUSY', 'onEvents: already listening');
+    this.eventFd = native.eventfd(0);
+    this.call(IOCTL.SET_EVENTFD, 'SET_EVENTFD', encode(S.eventfd_config, { eventfd: this.eventFd }));
+    this.poller = new native.Poller(this.eventFd, (err) => {
+      if (err) {
+        onError(fromSysError(err, 'waiting for events'));
+        return;
+      }
+      native.readEventFd(this.eventFd);
+      const events = this.drain();
+      if (events.length) handler(events);
+    });
+    // Events may have arrived before the eventfd was attached.
+    const early = this.drain();
+    if (early.length) queueMicrotask(() => handler(early));
+  }
+
+  /**
+   * Closing is a surprise removal for the host side. The ring and BAR
+   * mappings go first (they hold the files open); views of them read as
+   * empty afterwards.
+   */
+  close(): void {
+    if (this.closed) return;
+    this.poller?.close();
+    this.poller = null;
+    this.ring = null;
+    this.ringInts = null;
+    for (const ab of this.maps.splice(0)) native.munmap(ab);
+    for (const fd of [this.eventFd, this.instanceFd, this.fd]) if (fd >= 0) native.close(fd);
+    this.closed = true;
+  }
+}
+
+export { EVENT };

@@ -1,0 +1,100 @@
+// The native addon on the host, without pciem.ko: argument checks, coded
+// errors, and event-loop wake-ups through an eventfd (libuv, no busy loop).
+import { expect } from 'chai';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PciemError } from '../../gateway/src/errors.js';
+import { native } from '../../gateway/src/native.js';
+import { PciemDevice } from '../../gateway/src/pciem/device.js';
+import { IOCTL } from '../../gateway/src/pciem/uapi.js';
+
+describe('gateway native addon (host)', function () {
+  it('refuses bad arguments synchronously with TypeError/RangeError', function () {
+    expect(() => native.open(42 as unknown as string, 0)).to.throw(TypeError, /path/);
+    expect(() => native.ioctl(-1, 0)).to.throw(RangeError, /fd/);
+    expect(() => native.ioctl(0, IOCTL.ADD_BAR, new Uint8Array(3))).to.throw(RangeError, /size does not match/);
+    expect(() => native.ioctl(0, IOCTL.ADD_BAR)).to.throw(TypeError, /needs an argument buffer/);
+    expect(() => native.mmap(0, 4096, 123)).to.throw(RangeError, /page aligned/);
+    expect(() => new native.Poller(0, 7 as unknown as () => void)).to.throw(TypeError, /function/);
+  });
+
+  it('reports failed system calls with the errno name', function () {
+    let err: unknown;
+    try {
+      native.ioctl(987654, IOCTL.START);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).to.include({ errno: 'EBADF', syscall: 'ioctl' });
+  });
+
+  it('says pciem.ko is not loaded when /dev/pciem is missing (coded error)', function () {
+    let err: unknown;
+    try {
+      PciemDevice.open('/nonexistent/pciem');
+    } catch (e) {
+      err = e;
+    }
+    expect(err).to.be.instanceOf(PciemError);
+    expect(err).to.include({ code: 'PCIEM_ERR_NOT_LOADED', errno: 'ENOENT' });
+  });
+
+  it('maps other open failures to their own codes', function () {
+    let err: unknown;
+    try {
+      PciemDevice.open('/proc/self/status/x');
+    } catch (e) {
+      err = e;
+    }
+    expect(err).to.be.instanceOf(PciemError);
+    expect((err as PciemError).code).to.equal('PCIEM_ERR_IO');
+    expect((err as PciemError).errno).to.equal('ENOTDIR');
+  });
+
+  it('wakes the event loop when an eventfd is signalled, once per signal batch, and stops on close', async function () {
+    const fd = native.eventfd(0);
+    let wakeups = 0;
+    let total = 0n;
+    const poller = new native.Poller(fd, () => {
+      wakeups++;
+      total += native.readEventFd(fd);
+    });
+    native.writeEventFd(fd, 3);
+    await new Promise((r) => setTimeout(r, 50));
+    native.writeEventFd(fd, 4);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(total).to.equal(7n);
+    expect(wakeups).to.equal(2);
+    poller.close();
+    native.writeEventFd(fd, 1);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(wakeups).to.equal(2);
+    expect(native.readEventFd(fd)).to.equal(1n);
+    expect(native.readEventFd(fd)).to.equal(0n);
+    native.close(fd);
+  });
+
+  it('maps a file shared, and munmap() detaches the buffer so nothing can reach it afterwards', function () {
+    const dir = mkdtempSync(join(tmpdir(), 'pciem-mmap-'));
+    try {
+      const file = join(dir, 'f');
+      writeFileSync(file, Buffer.alloc(8192));
+      const fd = native.open(file, native.O_RDWR);
+      const ab = native.mmap(fd, 8192, 4096);
+      const view = new Uint8Array(ab);
+      view[0] = 0xab;
+      view[4095] = 0xcd;
+      expect(readFileSync(file)[4096]).to.equal(0xab);
+      expect(readFileSync(file)[8191]).to.equal(0xcd);
+      native.munmap(ab);
+      expect(view.length).to.equal(0);
+      expect(ab.byteLength).to.equal(0);
+      native.munmap(ab);
+      expect(() => native.munmap(new ArrayBuffer(8))).to.throw(TypeError, /not a mapping/);
+      native.close(fd);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
