@@ -8,18 +8,19 @@ SHELL_SCRIPTS := scripts/*.sh guests/vm/run guests/vm/mkinitramfs qemu-plugin/bu
 
 ADDON := gateway/native/build/Release/pciem_native.node
 
-.PHONY: help deps lint typecheck unit kernel qemu addon test test-qemu test-vm demo bench clean
+.PHONY: help deps lint typecheck unit kernel qemu addon proto test test-qemu test-vm demo bench clean
 
 help:
 	@echo "make demo       run the DOOM demo through the card (not built yet)"
 	@echo "make test       the whole suite: deps, lint, typecheck, unit, kernel builds,"
 	@echo "                QEMU build, QEMU tests, VM tests; times each stage"
 	@echo "make deps       install Debian + npm packages and fetch Debian's kernels"
-	@echo "make lint       eslint, shellcheck, checkpatch (kernel/)"
+	@echo "make lint       eslint, shellcheck, checkpatch (kernel/, qemu-plugin/), generated files current"
 	@echo "make typecheck  tsc --noEmit"
 	@echo "make unit       unit tests (no VM, no QEMU)"
 	@echo "make kernel     build kernel/ against Debian 6.12 and 6.1 with -Werror"
 	@echo "make addon      build the gateway's native addon (node-gyp)"
+	@echo "make proto      regenerate proto/generated/ and docs tables from proto/*.json"
 	@echo "make qemu       build QEMU with our devices; prints the binary's path"
 	@echo "make test-qemu  tests against the built QEMU"
 	@echo "make test-vm    tests inside the Debian 6.12/6.1 VM"
@@ -33,12 +34,16 @@ lint: deps
 	@$(NODE_BIN)/eslint .
 	@shellcheck -x $(wildcard $(SHELL_SCRIPTS)) guests/vm/init
 	@scripts/checkpatch.sh
+	@$(NODE_BIN)/tsx proto/gen/protopciem.ts --check
 
 typecheck: deps
 	@$(NODE_BIN)/tsc -p tsconfig.json --noEmit
 
 unit: deps addon
 	@scripts/test.sh unit
+
+proto: deps
+	@$(NODE_BIN)/tsx proto/gen/protopciem.ts
 
 addon: deps $(ADDON)
 

@@ -25,6 +25,8 @@ TARGET=x86_64-softmmu
 DEVICES_NAME=pciem
 
 HERE=$PCIEM_TOP/qemu-plugin
+# Generated C headers the device sources include, copied next to them.
+GENERATED_HEADERS=("$PCIEM_TOP/proto/generated/protopciem_regs.h")
 QDIR=$PCIEM_CACHE/qemu
 PYTOOLS=$QDIR/pytools
 PYTOOLS_SITE=$PYTOOLS/usr/lib/python3/dist-packages
@@ -201,8 +203,8 @@ hook_line() {
 	log "hooked hw/pciem into ${file#"$QDIR"/}"
 }
 
-# Puts our sources into the tree as hw/pciem/ and wires them into QEMU's
-# meson, Kconfig and trace machinery.
+# Puts our sources (and the generated headers they include) into the tree
+# as hw/pciem/ and wires them into QEMU's meson, Kconfig and trace machinery.
 install_sources() {
 	local src=$1 dir=$1/hw/pciem f
 	local -A want=()
@@ -210,6 +212,12 @@ install_sources() {
 	sync_file "$HERE/Kconfig" "$dir/Kconfig"; want[Kconfig]=1
 	for f in "$HERE"/hw/*; do
 		[ -f "$f" ] || continue
+		sync_file "$f" "$dir/$(basename "$f")"
+		want[$(basename "$f")]=1
+	done
+	# The card's constants, generated from proto/protopciem.json.
+	for f in "${GENERATED_HEADERS[@]}"; do
+		[ -f "$f" ] || die "missing $f (run: node_modules/.bin/tsx proto/gen/protopciem.ts)"
 		sync_file "$f" "$dir/$(basename "$f")"
 		want[$(basename "$f")]=1
 	done

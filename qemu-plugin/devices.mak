@@ -18,3 +18,7 @@ CONFIG_NVME_PCI=y
 CONFIG_SPDM_SOCKET=y
 CONFIG_E1000E_PCI_EXPRESS=y
 CONFIG_BOCHS_DISPLAY=y
+
+# A machine with RAM, a PCIe host (pcie=on) and no firmware to speak of,
+# for the model tests that drive the card through qtest with no kernel.
+CONFIG_MICROVM=y

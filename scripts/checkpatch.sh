@@ -28,13 +28,28 @@ if [ ! -f "$dir/.ready" ]; then
 fi
 
 cd "$PCIEM_TOP"
+default_files=0
 if [ $# -eq 0 ]; then
+	default_files=1
 	set -- kernel/*.[ch] kernel/include/uapi/linux/*.h kernel/tests/*.c
 fi
 # --no-tree: we are not in a kernel tree; the rest are checks that do not
 # apply to an out-of-tree module (no MAINTAINERS, no SPDX tree lookup).
 out=$(perl "$dir/scripts/checkpatch.pl" --no-tree --terse --show-types -f \
 	--ignore FILE_PATH_CHANGES,SPDX_LICENSE_TAG "$@" 2>&1 || true)
+# Our QEMU device sources get QEMU's own checkpatch (from the cached QEMU
+# source tree, when it has been fetched) on a default run.
+if [ "$default_files" = 1 ]; then
+	qcp=$(find "$PCIEM_CACHE/qemu" -maxdepth 3 -path '*/src-*/scripts/checkpatch.pl' 2>/dev/null | head -n1)
+	if [ -n "$qcp" ]; then
+		for f in qemu-plugin/hw/*.[ch]; do
+			out+=$'\n'$(perl "$qcp" --no-tree --terse -f "$f" 2>&1 || true)
+		done
+		set -- "$@" qemu-plugin/hw/*.[ch]
+	else
+		log "QEMU source not fetched yet: qemu-plugin/ checked at the next run after 'make qemu'"
+	fi
+fi
 errors=$(grep -c ': ERROR:' <<<"$out" || true)
 warnings=$(grep -c ': WARNING:' <<<"$out" || true)
 grep -E ': (ERROR|WARNING):' <<<"$out" || true

@@ -7,9 +7,9 @@
 #   3. VNC (on a UNIX socket) starts, query-vnc reports it, and it greets
 #      with an RFB banner;
 #   4. the card's registers answer through x-remote's vfio-user server:
-#      ID and VERSION read back, they ignore writes, an unimplemented
-#      register reads 0 and is logged (LOG_UNIMP and the trace points),
-#      and BAR2 keeps what is written to it.
+#      ID and VERSION read back, they ignore writes, an undefined offset
+#      reads 0 and is logged (LOG_GUEST_ERROR and the trace points), an
+#      ADD command completes, and BAR2 keeps what is written to it.
 # Every QEMU started is killed on exit, whatever happens.
 #
 #   qemu-plugin/tests/smoke.sh [QEMU_BINARY]
@@ -265,7 +265,7 @@ log "ok: VNC server up (query-vnc, RFB banner)"
 start_qemu regs -machine x-remote,vfio-user=on,auto-shutdown=off \
 	-device protopciem,id=card \
 	-object "x-vfio-user-server,id=vfu,type=unix,path=$TMP/regs.vfu,device=card" \
-	-d unimp,guest_errors -trace 'protopciem_*'
+	-d guest_errors -trace 'protopciem_*'
 for ((i = 0; i < START_TIMEOUT * 10; i++)); do
 	[ -S "$TMP/regs.vfu" ] && break
 	sleep 0.1
@@ -279,17 +279,32 @@ write(CFG_REGION, 0x10, struct.pack("<Q", 0x10000000))  # BAR0, 64-bit
 write(CFG_REGION, 0x18, struct.pack("<Q", 0x20000000))  # BAR2, 64-bit
 write(CFG_REGION, 0x04, struct.pack("<H", 0x0002))      # memory space on
 
-expect = {0x1000: 0x1F0C0001, 0x1004: 0x00000001, 0x0000: 0, 0x0010: 0}
+# ID, VERSION (spec 1.0), STATUS, FENCE_NEXT; 0x18 and 0x2000 are undefined.
+expect = {0x1000: 0x1F0C0001, 0x1004: 0x00010000, 0x0004: 0, 0x1014: 1,
+          0x0018: 0, 0x2000: 0}
 for offset, value in expect.items():
     got = read32(0, offset)
     if got != value:
         fail(f"BAR0+0x{offset:x} reads 0x{got:08x}, expected 0x{value:08x}")
 both = struct.unpack("<Q", read(0, 0x1000, 8))[0]
-if both != 0x000000011F0C0001:
+if both != 0x000100001F0C0001:
     fail(f"64-bit read of BAR0+0x1000 gives 0x{both:016x}")
 write32(0, 0x1000, 0xDEADBEEF)
 if read32(0, 0x1000) != 0x1F0C0001:
     fail("the read-only ID register changed on a write")
+
+# One command, the way upstream's driver issues it: DATA, CMD = ADD, then
+# poll STATUS for DONE and read RESULT.
+write32(0, 0x000C, 21)
+write32(0, 0x0008, 0x01)
+for _ in range(1000):
+    status = read32(0, 0x0004)
+    if status & 0x2:
+        break
+else:
+    fail(f"ADD did not complete: STATUS 0x{status:08x}")
+if status != 0x2 or read32(0, 0x0010) != 42:
+    fail(f"ADD of 21: STATUS 0x{status:08x}, RESULT 0x{read32(0, 0x0010):x}")
 
 pattern = bytes(range(256)) * 4
 for offset in (0, (1 << 20) - len(pattern)):
@@ -297,12 +312,12 @@ for offset in (0, (1 << 20) - len(pattern)):
     if read(2, offset, len(pattern)) != pattern:
         fail(f"BAR2+0x{offset:x} does not keep what was written")
 PY
-for want in 'protopciem: unimplemented register read at 0x0' \
+for want in 'protopciem: read of undefined register 0x2000' \
 	'protopciem: write of 0xdeadbeef to read-only register 0x1000' \
 	'protopciem_regs_read addr 0x1000 size 4 val 0x1f0c0001'; do
 	grep -qF "$want" "$TMP/regs.log" || fail "QEMU did not log '$want'" regs
 done
-log "ok: registers over vfio-user (ID 0x1f0c0001, VERSION 0.1, unimplemented reads 0 and logged, BAR2 memory)"
+log "ok: registers over vfio-user (ID 0x1f0c0001, VERSION 1.0, undefined offsets read 0 and are logged, an ADD, BAR2 memory)"
 
 # Stop everything and make sure nothing is left running.
 declare -A STOPPED=()
