@@ -35,6 +35,7 @@ lint: deps
 	@shellcheck -x $(wildcard $(SHELL_SCRIPTS)) guests/vm/init
 	@scripts/checkpatch.sh
 	@$(NODE_BIN)/tsx proto/gen/protopciem.ts --check
+	@$(NODE_BIN)/tsx proto/gen/wire.ts --check
 
 typecheck: deps
 	@$(NODE_BIN)/tsc -p tsconfig.json --noEmit
@@ -44,6 +45,7 @@ unit: deps addon
 
 proto: deps
 	@$(NODE_BIN)/tsx proto/gen/protopciem.ts
+	@$(NODE_BIN)/tsx proto/gen/wire.ts
 
 addon: deps $(ADDON)
 

@@ -13,6 +13,20 @@ export type PciemErrorCode =
   | 'PCIEM_ERR_UNSUPPORTED' // the kernel does not offer it
   | 'PCIEM_ERR_STALE' // answered too late
   | 'PCIEM_ERR_FAULT'
+  | 'PCIEM_ERR_TIMEOUT' // the other side did not answer in time
+  // The gateway <-> QEMU wire protocol (docs/protocol.md, "Errors"): a frame
+  // or message that is refused, or a session rule broken.
+  | 'PCIEM_ERR_PROTO_TRUNCATED' // fewer bytes than the frame needs
+  | 'PCIEM_ERR_PROTO_TOO_BIG' // frame or field above its limit
+  | 'PCIEM_ERR_PROTO_MALFORMED' // body is not one msgpack value within the body rules
+  | 'PCIEM_ERR_PROTO_TYPE' // a value of the wrong type
+  | 'PCIEM_ERR_PROTO_MISSING' // a required field is absent
+  | 'PCIEM_ERR_PROTO_EXTRA' // a field the message does not have
+  | 'PCIEM_ERR_PROTO_RANGE' // a value out of range, or a rule broken
+  | 'PCIEM_ERR_PROTO_UNKNOWN_CMD'
+  | 'PCIEM_ERR_PROTO_HEADER' // header fields that do not go together
+  | 'PCIEM_ERR_PROTO_VERSION' // no protocol version in common
+  | 'PCIEM_ERR_PROTO_STATE' // a message not allowed now
   | 'PCIEM_ERR_IO'; // anything else
 
 export class PciemError extends Error {

@@ -14,13 +14,15 @@ export interface CBuild {
   includes?: string[];
   /** Extra compiler flags (beyond -Wall -Wextra -Werror -O2). */
   flags?: string[];
+  /** Libraries, e.g. '-lmsgpackc': after the sources, where the linker wants them. */
+  libs?: string[];
 }
 
 /** Compiles a C program into `out`; fails the calling test with gcc's words. */
 export function compileC(build: CBuild, out: string): void {
   const args = ['-Wall', '-Wextra', '-Werror', '-O2', ...(build.flags ?? [])];
   for (const inc of build.includes ?? []) args.push('-I', join(repoRoot, inc));
-  args.push('-o', out, ...build.sources.map((s) => (isAbsolute(s) ? s : join(repoRoot, s))));
+  args.push('-o', out, ...build.sources.map((s) => (isAbsolute(s) ? s : join(repoRoot, s))), ...(build.libs ?? []));
   const r = spawnSync('gcc', args, { encoding: 'utf8' });
   expect(r.error, 'gcc must be installed (build-essential)').to.equal(undefined);
   expect(r.stderr, 'gcc printed diagnostics').to.equal('');
