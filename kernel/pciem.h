@@ -77,6 +77,9 @@ struct pciem_window {
 	struct pciem_trace_range *trace;
 };
 
+struct pciem_irq;
+struct pciem_dma;
+
 struct pciem_dev {
 	/* Must stay first: x86 finds the domain through bus->sysdata. */
 	struct pci_sysdata sysdata;
@@ -119,7 +122,13 @@ struct pciem_dev {
 	u64 sync_reply_data;
 
 	struct pciem_stats stats;
+
+	struct pciem_irq *irq;		/* pciem_irq.c's state */
+	struct pciem_dma *dma;		/* pciem_dma.c's state */
 };
+
+/* pciem_main.c: copies in an extension ioctl's argsz-prefixed argument. */
+int pciem_copy_ext_arg(void *karg, size_t ksize, const void __user *uarg);
 
 /* pciem_dev.c */
 struct pciem_dev *pciem_dev_alloc(void);
@@ -143,6 +152,36 @@ int pciem_dev_set_read_region(struct pciem_dev *dev, const struct pciem_read_reg
 int pciem_dev_complete_read(struct pciem_dev *dev, const struct pciem_read_reply *arg);
 u64 pciem_dev_sync_read(struct pciem_dev *dev, u32 tag, u64 off, u32 size, u32 timeout_us);
 void pciem_dev_get_stats(struct pciem_dev *dev, struct pciem_stats_query *st);
+
+/*
+ * pciem_irq.c: INTx, MSI and MSI-X delivery.
+ *   bus_init:  before the slot is scanned (the bridge exists, no devices yet)
+ *   bus_exit:  after the devices and the root bus are gone
+ *   ioctl:     INJECT_IRQ, SET_IRQFD and the interrupt extensions (48..55)
+ *   config_written: after a config write to @func was applied (any context,
+ *              cfg_lock not held); bar_written: after a BAR write was applied
+ *   release:   at the last reference
+ */
+int pciem_irq_bus_init(struct pciem_dev *dev, struct pci_host_bridge *bridge);
+void pciem_irq_bus_exit(struct pciem_dev *dev);
+long pciem_irq_ioctl(struct pciem_dev *dev, unsigned int cmd, void __user *uarg);
+void pciem_irq_config_written(struct pciem_dev *dev, unsigned int func,
+			      unsigned int where, unsigned int size);
+void pciem_irq_bar_written(struct pciem_dev *dev, unsigned int func,
+			   unsigned int bar, u64 off, unsigned int size);
+void pciem_irq_release(struct pciem_dev *dev);
+
+/*
+ * pciem_dma.c: DMA, atomics, scatter-gather and P2P on the device's behalf.
+ *   bus_init:  after the slot is scanned, before START (drivers not bound)
+ *   bus_exit:  after the devices are gone
+ *   ioctl:     DMA, DMA_ATOMIC, P2P, DMA_INDIRECT and the DMA extensions (56..63)
+ *   release:   at the last reference
+ */
+int pciem_dma_bus_init(struct pciem_dev *dev);
+void pciem_dma_bus_exit(struct pciem_dev *dev);
+long pciem_dma_ioctl(struct pciem_dev *dev, unsigned int cmd, void __user *uarg);
+void pciem_dma_release(struct pciem_dev *dev);
 
 /* pciem_bus.c */
 int pciem_bus_create(struct pciem_dev *dev);

@@ -82,6 +82,7 @@ static int pciem_pci_write(struct pci_bus *bus, unsigned int devfn, int where,
 	d_new = pciem_bus_power_state(&fn->cfg);
 	spin_unlock_irqrestore(&dev->cfg_lock, flags);
 
+	pciem_irq_config_written(dev, func, where, size);
 	if (READ_ONCE(dev->config_events)) {
 		pciem_dev_event(dev, PCIEM_EVENT_CONFIG_WRITE, func, where, size, val);
 		if (flr)
@@ -217,6 +218,8 @@ static void pciem_bus_mmio_write(void *priv, u64 woff, unsigned int size, u64 va
 		}
 	}
 	atomic64_inc(&dev->stats.mmio_writes);
+	if (!(trace & PCIEM_TRACE_STOP_WRITES))
+		pciem_irq_bar_written(dev, tag >> 8, tag & 0xff, off, size);
 	if (trace & PCIEM_TRACE_WRITES)
 		pciem_dev_event(dev, PCIEM_EVENT_MMIO_WRITE, tag, off, size, val);
 }
@@ -376,6 +379,11 @@ int pciem_bus_create(struct pciem_dev *dev)
 	bridge->sysdata = &dev->sysdata;
 	bridge->busnr = 0;
 	bridge->ops = &pciem_pci_ops;
+	ret = pciem_irq_bus_init(dev, bridge);
+	if (ret) {
+		pci_free_host_bridge(bridge);
+		goto err_domain;
+	}
 
 	pci_lock_rescan_remove();
 	ret = pci_scan_root_bus_bridge(bridge);
@@ -387,12 +395,25 @@ int pciem_bus_create(struct pciem_dev *dev)
 	if (ret) {
 		pr_err("scanning domain %04x failed: %d\n", dev->domain, ret);
 		pci_free_host_bridge(bridge);
-		goto err_domain;
+		goto err_irq;
 	}
 	dev->bridge = bridge;
+	ret = pciem_dma_bus_init(dev);
+	if (ret)
+		goto err_bus;
 	pr_info("device registered in domain %04x\n", dev->domain);
 	return 0;
 
+err_bus:
+	pci_lock_rescan_remove();
+	pci_stop_root_bus(dev->bus);
+	pci_remove_root_bus(dev->bus);
+	pci_unlock_rescan_remove();
+	pci_free_host_bridge(dev->bridge);
+	dev->bus = NULL;
+	dev->bridge = NULL;
+err_irq:
+	pciem_irq_bus_exit(dev);
 err_domain:
 	ida_free(&pciem_domain_ida, dev->domain);
 	dev->domain = -1;
@@ -428,6 +449,8 @@ void pciem_bus_destroy(struct pciem_dev *dev)
 	pci_free_host_bridge(dev->bridge);
 	dev->bus = NULL;
 	dev->bridge = NULL;
+	pciem_dma_bus_exit(dev);
+	pciem_irq_bus_exit(dev);
 
 	pciem_bus_free_windows(dev);
 	ida_free(&pciem_domain_ida, dev->domain);

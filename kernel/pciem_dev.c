@@ -48,6 +48,8 @@ static void pciem_dev_release(struct kref *ref)
 	struct pciem_dev *dev = container_of(ref, struct pciem_dev, ref);
 	int f, b;
 
+	pciem_irq_release(dev);
+	pciem_dma_release(dev);
 	for (f = 0; f < PCIEM_MAX_FUNCTIONS; f++)
 		for (b = 0; b < PCIEM_NUM_BARS; b++)
 			vfree(dev->func[f].bar[b].mem);

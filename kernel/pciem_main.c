@@ -129,7 +129,8 @@ static long pciem_ioctl_get_info(void __user *uarg)
 	info.api_version = PCIEM_API_VERSION;
 	info.features = PCIEM_FEATURE_COMPAT_RING | PCIEM_FEATURE_LOSSLESS_RING |
 			PCIEM_FEATURE_SYNC_READ | PCIEM_FEATURE_STATS |
-			PCIEM_FEATURE_CONFIG_EVENTS;
+			PCIEM_FEATURE_CONFIG_EVENTS | PCIEM_FEATURE_IRQ |
+			PCIEM_FEATURE_DMA;
 	info.max_functions = PCIEM_MAX_FUNCTIONS;
 	info.ring_size = PCIEM_RING_SIZE;
 	return copy_to_user(uarg, &info, sizeof(info)) ? -EFAULT : 0;
@@ -140,12 +141,12 @@ static long pciem_ioctl_get_info(void __user *uarg)
  * this kernel knows; a larger argsz (a newer userspace) is accepted only
  * if the bytes beyond are zero.
  */
-static int pciem_copy_ext_arg(void *karg, size_t ksize, void __user *uarg)
+int pciem_copy_ext_arg(void *karg, size_t ksize, const void __user *uarg)
 {
 	u32 argsz;
 	int ret;
 
-	if (get_user(argsz, (u32 __user *)uarg))
+	if (get_user(argsz, (const u32 __user *)uarg))
 		return -EFAULT;
 	if (argsz < ksize)
 		return -EINVAL;
@@ -224,15 +225,20 @@ static long pciem_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	case PCIEM_IOCTL_SET_EVENTFD:
 	case PCIEM_IOCTL_TRACE_BAR:
 		break;
-	/* Interrupts, DMA and P2P come with the second half of the framework. */
 	case PCIEM_IOCTL_INJECT_IRQ:
+	case PCIEM_IOCTL_SET_IRQFD:
+		return pciem_irq_ioctl(dev, cmd, uarg);
 	case PCIEM_IOCTL_DMA:
 	case PCIEM_IOCTL_DMA_ATOMIC:
 	case PCIEM_IOCTL_P2P:
-	case PCIEM_IOCTL_SET_IRQFD:
 	case PCIEM_IOCTL_DMA_INDIRECT:
-		return -EOPNOTSUPP;
+		return pciem_dma_ioctl(dev, cmd, uarg);
 	default:
+		/* Extension ranges: 48..55 interrupts, 56..63 DMA. */
+		if (_IOC_TYPE(cmd) == PCIEM_IOCTL_MAGIC && _IOC_NR(cmd) >= 48 && _IOC_NR(cmd) <= 55)
+			return pciem_irq_ioctl(dev, cmd, uarg);
+		if (_IOC_TYPE(cmd) == PCIEM_IOCTL_MAGIC && _IOC_NR(cmd) >= 56 && _IOC_NR(cmd) <= 63)
+			return pciem_dma_ioctl(dev, cmd, uarg);
 		return -ENOTTY;
 	}
 

@@ -421,7 +421,7 @@ static int t_errors(void)
 	bad |= expect_errno(fd, PCIEM_IOCTL_TRACE_BAR, &tb, ENODEV, "tracing a BAR that does not exist");
 	bad |= expect_errno(fd, PCIEM_IOCTL_GET_INFO, &info, EINVAL, "GET_INFO with a short argsz");
 	bad |= expect_errno(fd, PCIEM_IOCTL_SET_RING_MODE, &rm, EINVAL, "unknown ring flag");
-	bad |= expect_errno(fd, PCIEM_IOCTL_INJECT_IRQ, &cr, EOPNOTSUPP, "INJECT_IRQ (not in this version)");
+	bad |= expect_errno(fd, PCIEM_IOCTL_INJECT_IRQ, &cr, EBUSY, "INJECT_IRQ before REGISTER");
 	bad |= expect_errno(fd, PCIEM_IOCTL_ADD_BAR, (void *)16, EFAULT, "bad pointer");
 	inst = ioctl(fd, PCIEM_IOCTL_REGISTER, 0);
 	CHECK(inst >= 0, "REGISTER: %s", strerror(errno));

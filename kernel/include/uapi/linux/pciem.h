@@ -279,6 +279,8 @@ struct pciem_shared_ring {
 #define PCIEM_FEATURE_SYNC_READ		(1 << 2)
 #define PCIEM_FEATURE_STATS		(1 << 3)
 #define PCIEM_FEATURE_CONFIG_EVENTS	(1 << 4)
+#define PCIEM_FEATURE_IRQ		(1 << 5)	/* INTx, MSI, MSI-X delivery */
+#define PCIEM_FEATURE_DMA		(1 << 6)	/* confined DMA, atomics, PRP/SGL, P2P */
 
 struct pciem_info {
 	__u32 argsz;		/* in: sizeof(struct pciem_info) */
@@ -371,5 +373,141 @@ struct pciem_stats_query {
 };
 
 #define PCIEM_IOCTL_GET_STATS		_IOWR(PCIEM_IOCTL_MAGIC, 44, struct pciem_stats_query)
+
+/* --- Interrupt extensions: ioctls 48..55 (pciem_irq.c) --- */
+
+/*
+ * INJECT_IRQ sends one interrupt the way the function signals now: an
+ * MSI-X message if the host enabled MSI-X, else MSI, else an INTx pulse
+ * (the line is asserted until one handler run, then drops; vector 0).
+ * SET_IRQFD: each signal of the eventfd is one INJECT_IRQ, or with
+ * PCIEM_IRQFD_FLAG_LEVEL one SET_INTX assert (with _DEASSERT: deassert);
+ * eventfd -1 detaches the irqfds bound to that func, vector and flags.
+ *
+ * SET_INTX drives a function's INTx line as a level (PCIe Assert_INTx /
+ * Deassert_INTx): while it is asserted, Interrupt Status is set and,
+ * unless Interrupt Disable is set or MSI/MSI-X is on, the driver's
+ * handler runs again each time the line is unmasked, until the card
+ * deasserts it. Deasserting also cancels pulses not yet delivered.
+ */
+struct pciem_intx {
+	__u32 argsz;
+	__u32 flags;		/* 0 */
+	__u8 func;
+	__u8 level;		/* 1: assert, 0: deassert */
+	__u8 reserved[6];
+};
+
+#define PCIEM_IOCTL_SET_INTX		_IOW(PCIEM_IOCTL_MAGIC, 48, struct pciem_intx)
+
+/* How a function signals now, from its config space as the host set it. */
+#define PCIEM_IRQ_MODE_NONE	0	/* INTx, but Interrupt Disable is set */
+#define PCIEM_IRQ_MODE_INTX	1
+#define PCIEM_IRQ_MODE_MSI	2
+#define PCIEM_IRQ_MODE_MSIX	3
+
+struct pciem_irq_status {
+	__u32 argsz;
+	__u32 flags;		/* 0 */
+	__u8 func;		/* in */
+	__u8 mode;		/* out: PCIEM_IRQ_MODE_* */
+	__u8 intx_line;		/* out: 1 while INTx is asserted (level or pulse) */
+	__u8 reserved;
+	__u32 vectors;		/* out: MSI vectors enabled, MSI-X table size, 1 for INTx */
+	__u64 injected;		/* out: interrupts accepted (INJECT_IRQ, irqfds) */
+	__u64 delivered;	/* out: runs of the driver's interrupt flow handler */
+	__u64 pended;		/* out: injections held in a pending bit (vector masked) */
+	__u64 dropped;		/* out: injections that could not be delivered */
+	__u64 intx_refires;	/* out: INTx deliveries again for a level still asserted */
+	__u64 reserved2[3];
+};
+
+#define PCIEM_IOCTL_GET_IRQ_STATUS	_IOWR(PCIEM_IOCTL_MAGIC, 49, struct pciem_irq_status)
+
+/* --- DMA extensions: ioctls 56..63 (pciem_dma.c) --- */
+
+/*
+ * The card reaches only host memory that the function's driver mapped for
+ * it (dma_alloc_coherent, dma_map_single/page/sg, dma_alloc_pages...):
+ * pciem records every such mapping. DMA_MAPPINGS lists them, by IOVA.
+ */
+#define PCIEM_DMA_MAP_COHERENT		1	/* dma_alloc_coherent / dma_alloc_attrs */
+#define PCIEM_DMA_MAP_PAGES		2	/* dma_alloc_pages / _noncoherent / _noncontiguous */
+#define PCIEM_DMA_MAP_SINGLE		3	/* dma_map_single / dma_map_page */
+#define PCIEM_DMA_MAP_SG		4	/* one DMA segment of dma_map_sg / dma_map_sgtable */
+#define PCIEM_DMA_MAP_RESOURCE		5	/* dma_map_resource: listed, not reachable by DMA */
+
+/* The direction the driver gave (enum dma_data_direction). */
+#define PCIEM_DMA_DIR_BIDIRECTIONAL	0
+#define PCIEM_DMA_DIR_TO_DEVICE		1	/* the card may read it, not write it */
+#define PCIEM_DMA_DIR_FROM_DEVICE	2
+
+struct pciem_dma_mapping {
+	__u64 iova;
+	__u64 size;
+	__u32 kind;		/* PCIEM_DMA_MAP_* */
+	__u32 dir;		/* PCIEM_DMA_DIR_* */
+};
+
+#define PCIEM_DMA_MAPPINGS_MAX		65536	/* entries returned per call */
+
+struct pciem_dma_mappings {
+	__u32 argsz;
+	__u32 flags;		/* 0 */
+	__u8 func;
+	__u8 reserved[3];
+	__u32 count;		/* in: room at entries; out: mappings the function has */
+	__u64 entries;		/* pointer to struct pciem_dma_mapping[count] */
+	__u64 reserved2[2];
+};
+
+/*
+ * Scatter-gather: host memory in pieces, the card's buffer contiguous (the
+ * pieces' bytes back to back, length in all).
+ */
+struct pciem_dma_sg_entry {
+	__u64 iova;
+	__u64 len;		/* > 0 */
+};
+
+#define PCIEM_DMA_SGL_MAX_ENTRIES	65536
+
+struct pciem_dma_sgl {
+	__u32 argsz;
+	__u32 flags;		/* PCIEM_DMA_FLAG_READ or PCIEM_DMA_FLAG_WRITE */
+	__u8 func;
+	__u8 reserved[3];
+	__u32 nentries;		/* 1..PCIEM_DMA_SGL_MAX_ENTRIES */
+	__u64 entries;		/* pointer to struct pciem_dma_sg_entry[nentries] */
+	__u64 user_addr;	/* the card's buffer */
+	__u64 length;		/* its size: the sum of the entries' len */
+	__u64 reserved2[2];
+};
+
+/* Counters of the device (all functions) since REGISTER. */
+struct pciem_dma_stats {
+	__u32 argsz;
+	__u32 flags;		/* 0 */
+	__u64 reads;		/* DMA, DMA_INDIRECT, DMA_SGL done: card reads host memory */
+	__u64 writes;		/* ... card writes host memory */
+	__u64 read_bytes;
+	__u64 write_bytes;
+	__u64 atomics;		/* DMA_ATOMIC done */
+	__u64 p2p;		/* P2P done */
+	__u64 p2p_bytes;
+	__u64 refused_unmapped;	/* EFAULT: host memory outside the driver's mappings */
+	__u64 refused_master;	/* EPERM: Bus Master Enable clear */
+	__u64 refused_p2p;	/* ENXIO: P2P target neither a pciem BAR nor whitelisted */
+	__u64 user_faults;	/* EFAULT: the card's own buffer */
+	__u64 maps;		/* mappings the drivers made */
+	__u64 unmaps;		/* mappings the drivers tore down */
+	__u64 map_failures;	/* mappings refused: no memory to record them */
+	__u64 mappings;		/* recorded now */
+	__u64 reserved[5];
+};
+
+#define PCIEM_IOCTL_DMA_MAPPINGS	_IOWR(PCIEM_IOCTL_MAGIC, 56, struct pciem_dma_mappings)
+#define PCIEM_IOCTL_DMA_SGL		_IOW(PCIEM_IOCTL_MAGIC, 57, struct pciem_dma_sgl)
+#define PCIEM_IOCTL_DMA_STATS		_IOWR(PCIEM_IOCTL_MAGIC, 58, struct pciem_dma_stats)
 
 #endif /* _UAPI_LINUX_PCIEM_H */
