@@ -6,9 +6,10 @@
  * access then page-faults, and the fault path decodes the instruction with
  * pciem_insn_decode(), performs the access on the device's behalf and skips
  * the instruction. The kernel's own decoder (insn_decode_mmio()) is not
- * exported to modules, hence this small one. It knows the moves compilers
+ * exported to modules, hence this small one. It emulates the moves compilers
  * emit for readX/writeX, ioreadX/iowriteX and volatile pointers, and refuses
- * everything else.
+ * every other memory access - but still measures it, so that the fault path
+ * can skip it.
  *
  * The same source builds in userspace for kernel/tests/insn_test.c; the
  * include switch below is the only difference.
@@ -40,10 +41,26 @@ enum pciem_insn_ext {
 	PCIEM_EXT_SIGN,	/* movsx, movsxd */
 };
 
+/* String instructions: refused, but the fault path skips them. */
+enum pciem_insn_string {
+	PCIEM_STRING_NONE,
+	PCIEM_STRING_MOVS,	/* [rsi] to [rdi] */
+	PCIEM_STRING_CMPS,	/* [rsi] with [rdi] */
+	PCIEM_STRING_STOS,	/* rAX to [rdi] */
+	PCIEM_STRING_LODS,	/* [rsi] to rAX */
+	PCIEM_STRING_SCAS,	/* rAX with [rdi] */
+	PCIEM_STRING_INS,	/* port dx to [rdi] */
+	PCIEM_STRING_OUTS,	/* [rsi] to port dx */
+};
+
 /*
  * A decoded memory access. Whatever the extension, a 4-byte destination
  * clears bits 32..63 of its register and a 1- or 2-byte one keeps them,
  * as on the CPU.
+ *
+ * For a refused access (-EOPNOTSUPP) only len is set, and for a string
+ * instruction also string, size (per element), rep and addr32; the rest
+ * is zero.
  */
 struct pciem_insn {
 	u8 len;		/* instruction length: regs->ip += len */
@@ -56,14 +73,18 @@ struct pciem_insn {
 			 */
 	bool high_byte;	/* AH/CH/DH/BH: bits 8..15 of reg (then 0..3) */
 	bool has_imm;	/* a write of imm */
+	u8 string;	/* enum pciem_insn_string */
+	bool rep;	/* F2/F3: rcx elements (and rcx becomes 0) */
+	bool addr32;	/* 0x67: esi, edi, ecx stand for rsi, rdi, rcx */
 	u64 imm;	/* already sign-extended for a 64-bit store */
 };
 
 /*
  * Decodes the instruction in buf[0..buflen) and never reads past buflen.
- * Returns 0 for a supported access, -EOPNOTSUPP for a memory access this
- * code does not emulate (string ops, SIMD, VEX/EVEX, x87, read-modify-write,
- * lock or rep prefixes), -EINVAL for anything else (no memory operand,
+ * Returns 0 for a supported access, -EOPNOTSUPP with insn->len for a memory
+ * access this code does not emulate (string ops, SIMD, VEX/EVEX, x87,
+ * read-modify-write, lock or rep prefixes), -EINVAL for anything else (no
+ * memory operand, one that is never accessed as with lea or prefetch,
  * undefined, longer than PCIEM_INSN_MAX_LEN) and -E2BIG when buf ends
  * before the instruction does.
  */

@@ -138,292 +138,6 @@ static unsigned int pciem_trace_fetch(unsigned long ip, u8 *buf)
 	return first;
 }
 
-/*
- * Refused instructions still have to be skipped, so the length of any
- * x86-64 instruction is worked out here: what follows each opcode.
- */
-#define PCIEM_TRACE_MODRM	BIT(0)
-#define PCIEM_TRACE_IMM8	BIT(1)
-#define PCIEM_TRACE_IMM16	BIT(2)
-#define PCIEM_TRACE_IMM32	BIT(3)
-#define PCIEM_TRACE_IMMZ	BIT(4)	/* 2 or 4 bytes by operand size */
-#define PCIEM_TRACE_IMMV	BIT(5)	/* 2, 4 or 8 bytes by operand size */
-#define PCIEM_TRACE_MOFFS	BIT(6)	/* 8 bytes, 4 with 0x67 */
-#define PCIEM_TRACE_GRP3	BIT(7)	/* F6/F7: an immediate for /0 and /1 */
-#define PCIEM_TRACE_BAD		BIT(8)	/* undefined in 64-bit mode */
-
-/* The one-byte map; prefixes, 0F, VEX and EVEX are handled before. */
-static unsigned int pciem_trace_shape_map0(u8 op)
-{
-	switch (op) {
-	case 0x00 ... 0x3f:	/* add, or, adc, sbb, and, sub, xor, cmp */
-		switch (op & 7) {
-		case 0 ... 3:
-			return PCIEM_TRACE_MODRM;
-		case 4:
-			return PCIEM_TRACE_IMM8;
-		case 5:
-			return PCIEM_TRACE_IMMZ;
-		default:
-			return PCIEM_TRACE_BAD;
-		}
-	case 0x50 ... 0x5f:
-	case 0x6c ... 0x6f:
-	case 0x90 ... 0x99:
-	case 0x9b ... 0x9f:
-	case 0xa4 ... 0xa7:
-	case 0xaa ... 0xaf:
-	case 0xc3:
-	case 0xc9:
-	case 0xcb ... 0xcc:
-	case 0xcf:
-	case 0xd7:
-	case 0xec ... 0xef:
-	case 0xf1:
-	case 0xf4 ... 0xf5:
-	case 0xf8 ... 0xfd:
-		return 0;
-	case 0x63:
-	case 0x84 ... 0x8f:
-	case 0xd0 ... 0xd3:
-	case 0xd8 ... 0xdf:
-	case 0xfe ... 0xff:
-		return PCIEM_TRACE_MODRM;
-	case 0x68:
-	case 0xa9:
-		return PCIEM_TRACE_IMMZ;
-	case 0x69:
-	case 0x81:
-	case 0xc7:
-		return PCIEM_TRACE_MODRM | PCIEM_TRACE_IMMZ;
-	case 0x6a:
-	case 0x70 ... 0x7f:
-	case 0xa8:
-	case 0xb0 ... 0xb7:
-	case 0xcd:
-	case 0xe0 ... 0xe7:
-	case 0xeb:
-		return PCIEM_TRACE_IMM8;
-	case 0x6b:
-	case 0x80:
-	case 0x83:
-	case 0xc0 ... 0xc1:
-	case 0xc6:
-		return PCIEM_TRACE_MODRM | PCIEM_TRACE_IMM8;
-	case 0xa0 ... 0xa3:
-		return PCIEM_TRACE_MOFFS;
-	case 0xb8 ... 0xbf:
-		return PCIEM_TRACE_IMMV;
-	case 0xc2:
-	case 0xca:
-		return PCIEM_TRACE_IMM16;
-	case 0xc8:
-		return PCIEM_TRACE_IMM16 | PCIEM_TRACE_IMM8;
-	case 0xe8 ... 0xe9:
-		return PCIEM_TRACE_IMM32;
-	case 0xf6 ... 0xf7:
-		return PCIEM_TRACE_MODRM | PCIEM_TRACE_GRP3;
-	default:
-		return PCIEM_TRACE_BAD;
-	}
-}
-
-/* The 0F map, also VEX/EVEX map 1. */
-static unsigned int pciem_trace_shape_map1(u8 op)
-{
-	switch (op) {
-	case 0x00 ... 0x03:
-	case 0x0d:
-	case 0x10 ... 0x23:
-	case 0x28 ... 0x2f:
-	case 0x40 ... 0x6f:
-	case 0x74 ... 0x76:
-	case 0x78 ... 0x79:
-	case 0x7c ... 0x7f:
-	case 0x90 ... 0x9f:
-	case 0xa3:
-	case 0xa5:
-	case 0xab:
-	case 0xad ... 0xb9:
-	case 0xbb ... 0xc1:
-	case 0xc3:
-	case 0xc7:
-	case 0xd0 ... 0xff:
-		return PCIEM_TRACE_MODRM;
-	case 0x0f:		/* 3DNow!: the opcode comes as an imm8 */
-	case 0x70 ... 0x73:
-	case 0xa4:
-	case 0xac:
-	case 0xba:
-	case 0xc2:
-	case 0xc4 ... 0xc6:
-		return PCIEM_TRACE_MODRM | PCIEM_TRACE_IMM8;
-	case 0x05 ... 0x09:
-	case 0x0b:
-	case 0x0e:
-	case 0x30 ... 0x37:
-	case 0x77:
-	case 0xa0 ... 0xa2:
-	case 0xa8 ... 0xaa:
-	case 0xc8 ... 0xcf:
-		return 0;
-	case 0x80 ... 0x8f:
-		return PCIEM_TRACE_IMM32;
-	default:
-		return PCIEM_TRACE_BAD;
-	}
-}
-
-/* What the refusal path needs to know of an instruction. */
-struct pciem_trace_shape {
-	u8 len;
-	u8 map;		/* 0: one byte, 1: 0F, 2: 0F38, 3: 0F3A, (E)VEX maps */
-	u8 op;
-	u8 opsize;	/* 2, 4 or 8 */
-	bool rep;	/* F2 or F3 */
-	bool addr32;	/* 0x67: 32-bit pointers and count */
-	bool mem;	/* has an explicit memory operand or is a string op */
-};
-
-static int pciem_trace_shape(const u8 *buf, unsigned int n,
-			     struct pciem_trace_shape *s)
-{
-	unsigned int pos = 0, flags, disp = 0, imm = 0;
-	bool opsize16 = false;
-	u8 rex = 0, b, modrm = 0, mod, rm;
-
-	*s = (struct pciem_trace_shape){};
-	n = min_t(unsigned int, n, PCIEM_INSN_MAX_LEN);
-	for (;;) {
-		if (pos >= n)
-			return -E2BIG;
-		b = buf[pos++];
-		if ((b & 0xf0) == 0x40) {
-			rex = b;
-			continue;
-		}
-		switch (b) {
-		case 0x66:
-			opsize16 = true;
-			break;
-		case 0x67:
-			s->addr32 = true;
-			break;
-		case 0xf2:
-		case 0xf3:
-			s->rep = true;
-			break;
-		case 0x26:
-		case 0x2e:
-		case 0x36:
-		case 0x3e:
-		case 0x64:
-		case 0x65:
-		case 0xf0:
-			break;
-		default:
-			goto opcode;
-		}
-		rex = 0;	/* a REX counts only right before the opcode */
-	}
-opcode:
-	s->opsize = rex & 8 ? 8 : opsize16 ? 2 : 4;
-	if (b == 0xc4 || b == 0xc5 || b == 0x62) {
-		/* VEX3, VEX2, EVEX: 2, 1, 3 more prefix bytes, then the opcode */
-		unsigned int more = b == 0xc5 ? 1 : b == 0xc4 ? 2 : 3;
-
-		if (pos + more >= n)
-			return -E2BIG;
-		s->map = b == 0xc5 ? 1 : b == 0xc4 ? buf[pos] & 0x1f : buf[pos] & 7;
-		pos += more;
-		s->op = buf[pos++];
-		switch (s->map) {
-		case 1:
-			flags = pciem_trace_shape_map1(s->op);
-			break;
-		case 2:
-		case 5:
-		case 6:
-			flags = PCIEM_TRACE_MODRM;
-			break;
-		case 3:
-			flags = PCIEM_TRACE_MODRM | PCIEM_TRACE_IMM8;
-			break;
-		default:
-			flags = PCIEM_TRACE_BAD;
-			break;
-		}
-	} else if (b == 0x0f) {
-		if (pos >= n)
-			return -E2BIG;
-		b = buf[pos++];
-		if (b == 0x38 || b == 0x3a) {
-			if (pos >= n)
-				return -E2BIG;
-			s->map = b == 0x38 ? 2 : 3;
-			s->op = buf[pos++];
-			flags = PCIEM_TRACE_MODRM |
-				(s->map == 3 ? PCIEM_TRACE_IMM8 : 0);
-		} else {
-			s->map = 1;
-			s->op = b;
-			flags = pciem_trace_shape_map1(b);
-		}
-	} else {
-		s->op = b;
-		flags = pciem_trace_shape_map0(b);
-	}
-	if (flags & PCIEM_TRACE_BAD)
-		return -EINVAL;
-
-	if (s->map == 0 && ((s->op >= 0x6c && s->op <= 0x6f) ||
-			    (s->op >= 0xa0 && s->op <= 0xa7) ||
-			    (s->op >= 0xaa && s->op <= 0xaf) || s->op == 0xd7))
-		s->mem = true;	/* string ops, moffs moves, xlat */
-	if (flags & PCIEM_TRACE_MODRM) {
-		if (pos >= n)
-			return -E2BIG;
-		modrm = buf[pos++];
-		mod = modrm >> 6;
-		rm = modrm & 7;
-		s->mem = mod != 3;
-		if (mod != 3 && rm == 4) {
-			if (pos >= n)
-				return -E2BIG;
-			if (mod == 0 && (buf[pos] & 7) == 5)
-				disp = 4;		/* SIB without base */
-			pos++;
-		} else if (mod == 0 && rm == 5) {
-			disp = 4;			/* RIP-relative */
-		}
-		if (mod == 1)
-			disp = 1;
-		else if (mod == 2)
-			disp = 4;
-		if ((flags & PCIEM_TRACE_GRP3) && (modrm >> 3 & 7) < 2)
-			flags |= s->op & 1 ? PCIEM_TRACE_IMMZ : PCIEM_TRACE_IMM8;
-	}
-	if (flags & PCIEM_TRACE_IMM8)
-		imm += 1;
-	if (flags & PCIEM_TRACE_IMM16)
-		imm += 2;
-	if (flags & PCIEM_TRACE_IMM32)
-		imm += 4;
-	if (flags & PCIEM_TRACE_IMMZ)
-		imm += s->opsize == 2 ? 2 : 4;
-	if (flags & PCIEM_TRACE_IMMV)
-		imm += s->opsize;
-	if (flags & PCIEM_TRACE_MOFFS)
-		imm += s->addr32 ? 4 : 8;
-	pos += disp + imm;
-	if (pos > PCIEM_INSN_MAX_LEN)
-		return -EINVAL;
-	if (pos > n)
-		return -E2BIG;
-	s->len = pos;
-	return 0;
-}
-
 /* Pointer arithmetic as the CPU does it, in 32 bits under 0x67. */
 static unsigned long pciem_trace_advance(unsigned long reg, long delta,
 					 bool addr32)
@@ -466,49 +180,46 @@ out:
  */
 static void pciem_trace_skip_string(struct pt_regs *regs,
 				    const struct pciem_trace_map *m,
-				    const struct pciem_trace_shape *s)
+				    const struct pciem_insn *insn)
 {
-	unsigned int esize;
+	unsigned int esize = insn->size;
 	unsigned long count, bytes;
 	bool src, dst;
 	long delta;
 
-	if (s->map != 0)
-		return;
-	switch (s->op) {
-	case 0xa4 ... 0xa7:	/* movs, cmps */
+	switch (insn->string) {
+	case PCIEM_STRING_MOVS:
+	case PCIEM_STRING_CMPS:
 		src = dst = true;
 		break;
-	case 0x6c ... 0x6d:	/* ins */
-	case 0xaa ... 0xab:	/* stos */
-	case 0xae ... 0xaf:	/* scas */
+	case PCIEM_STRING_INS:
+	case PCIEM_STRING_STOS:
+	case PCIEM_STRING_SCAS:
 		src = false;
 		dst = true;
 		break;
-	case 0x6e ... 0x6f:	/* outs */
-	case 0xac ... 0xad:	/* lods */
+	case PCIEM_STRING_OUTS:
+	case PCIEM_STRING_LODS:
 		src = true;
 		dst = false;
 		break;
 	default:
 		return;
 	}
-	esize = !(s->op & 1) ? 1 : s->op < 0x70 ? min_t(u8, s->opsize, 4) :
-		s->opsize;
-	count = s->rep ? regs->cx : 1;
-	if (s->addr32)
+	count = insn->rep ? regs->cx : 1;
+	if (insn->addr32)
 		count = (u32)count;
 	bytes = count * esize;
 	delta = regs->flags & X86_EFLAGS_DF ? -(long)bytes : (long)bytes;
 
-	if (s->op == 0xac || s->op == 0xad) {
+	if (insn->string == PCIEM_STRING_LODS) {
 		if (esize == 8 || esize == 4)
 			regs->ax = esize == 8 ? ~0UL : 0xffffffffUL;
 		else
 			regs->ax |= esize == 2 ? 0xffffUL : 0xffUL;
 	}
 	/* movs from the device into memory: that memory reads all-ones */
-	if ((s->op == 0xa4 || s->op == 0xa5) && count &&
+	if (insn->string == PCIEM_STRING_MOVS && count &&
 	    regs->di - m->va >= m->size) {
 		unsigned long len = min(bytes, m->size);
 		unsigned long first = regs->flags & X86_EFLAGS_DF ?
@@ -517,39 +228,24 @@ static void pciem_trace_skip_string(struct pt_regs *regs,
 		pciem_trace_fill_ones(first, len);
 	}
 	if (src)
-		regs->si = pciem_trace_advance(regs->si, delta, s->addr32);
+		regs->si = pciem_trace_advance(regs->si, delta, insn->addr32);
 	if (dst)
-		regs->di = pciem_trace_advance(regs->di, delta, s->addr32);
-	if (s->rep)
+		regs->di = pciem_trace_advance(regs->di, delta, insn->addr32);
+	if (insn->rep)
 		regs->cx = 0;
 }
 
-/*
- * An access that cannot be emulated. Returns false only when the bytes at
- * ip are not a memory access of known length - in practice, only when they
- * were rewritten after the CPU ran them (an int3 of another kprobe placed
- * on this very instruction): nothing can be skipped safely, and the kernel
- * oopses as it would have without pciem.
- */
-static bool pciem_trace_refuse(struct pt_regs *regs,
-			       const struct pciem_trace_map *m,
-			       unsigned long addr, const u8 *buf,
-			       unsigned int n, const char *why)
+/* An access at pa that cannot be emulated but can be skipped. */
+static void pciem_trace_refuse(struct pt_regs *regs,
+			       const struct pciem_trace_map *m, phys_addr_t pa,
+			       const struct pciem_insn *insn, const u8 *buf,
+			       const char *why)
 {
-	phys_addr_t pa = m->phys + (addr - m->va);
-	struct pciem_trace_shape s;
-
-	if (pciem_trace_shape(buf, n, &s) || !s.mem) {
-		pr_err_ratelimited("cannot decode the instruction at %pS accessing %pa: %*ph\n",
-				   (void *)regs->ip, &pa, n, buf);
-		return false;
-	}
 	pr_warn_ratelimited("%s at %pS accessing %pa (%*ph): skipped, reads give all-ones, writes are dropped\n",
-			    why, (void *)regs->ip, &pa, s.len, buf);
-	pciem_trace_skip_string(regs, m, &s);
-	regs->ip += s.len;
+			    why, (void *)regs->ip, &pa, insn->len, buf);
+	pciem_trace_skip_string(regs, m, insn);
+	regs->ip += insn->len;
 	this_cpu_inc(pciem_trace_counts.refused);
-	return true;
 }
 
 /* Emulates the access at addr, which lies in m. Called under RCU. */
@@ -563,14 +259,32 @@ static bool pciem_trace_emulate(struct pt_regs *regs,
 	unsigned int n;
 	phys_addr_t pa;
 	u64 off;
+	int ret;
 
+	pa = m->phys + (addr - m->va);
 	n = pciem_trace_fetch(regs->ip, buf);
-	if (pciem_insn_decode(buf, n, &insn))
-		return pciem_trace_refuse(regs, m, addr, buf, n,
-					  "unsupported instruction");
-	if ((insn.kind == PCIEM_INSN_WRITE) != write)
-		return pciem_trace_refuse(regs, m, addr, buf, n,
-					  "instruction does not match the fault");
+	ret = pciem_insn_decode(buf, n, &insn);
+	if (ret == -EOPNOTSUPP) {
+		pciem_trace_refuse(regs, m, pa, &insn, buf,
+				   "unsupported instruction");
+		return true;
+	}
+	/*
+	 * Not a memory access of known length: in practice, the bytes at ip
+	 * were rewritten after the CPU ran them (an int3 of another kprobe
+	 * placed on this very instruction). Nothing can be skipped safely,
+	 * and the kernel oopses as it would have without pciem.
+	 */
+	if (ret) {
+		pr_err_ratelimited("cannot decode the instruction at %pS accessing %pa: %*ph\n",
+				   (void *)regs->ip, &pa, n, buf);
+		return false;
+	}
+	if ((insn.kind == PCIEM_INSN_WRITE) != write) {
+		pciem_trace_refuse(regs, m, pa, &insn, buf,
+				   "instruction does not match the fault");
+		return true;
+	}
 
 	r = rcu_dereference(m->range);
 	if (!r) {
@@ -581,7 +295,6 @@ static bool pciem_trace_emulate(struct pt_regs *regs,
 		return true;
 	}
 
-	pa = m->phys + (addr - m->va);
 	off = pa - r->start;
 	if (pa < r->start || off >= r->len || r->len - off < insn.size) {
 		pr_warn_ratelimited("%u-byte access at offset %#llx of a %#llx-byte range, at %pS (%*ph): refused\n",

@@ -4,4 +4,4 @@
 import { cTestSuite } from '../lib/ctest.js';
 
 cTestSuite('kernel/pciem_insn.c (userspace build)',
-  { sources: ['kernel/tests/insn_test.c', 'kernel/pciem_insn.c'] }, 'insn', 60);
+  { sources: ['kernel/tests/insn_test.c', 'kernel/pciem_insn.c'] }, 'insn', 586);
