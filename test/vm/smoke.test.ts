@@ -87,7 +87,7 @@ describe('VM harness (boots for real)', function () {
   });
 });
 
-describe('pciem.ko skeleton in the 6.12 guest', function () {
+describe('pciem.ko module lifecycle in the 6.12 guest', function () {
   this.timeout(180_000);
 
   it('loads, creates /dev/pciem, answers ioctls with ENOTTY, unloads, dmesg clean', async function () {
