@@ -182,6 +182,32 @@ Napi::Value Munmap(const Napi::CallbackInfo &info) {
   return env.Undefined();
 }
 
+// memfdCreate(name, size) -> fd of an anonymous shared-memory file of size
+// bytes (zero-filled): the rings' memory, passed to the peer as an fd.
+Napi::Value MemfdCreate(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int64_t size;
+  if (info.Length() < 1 || !info[0].IsString()) {
+    Napi::TypeError::New(env, "name must be a string").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  if (!ArgInt(info, 1, "size", 1, int64_t(1) << 40, &size))
+    return env.Undefined();
+  std::string name = info[0].As<Napi::String>();
+  int fd = memfd_create(name.c_str(), MFD_CLOEXEC);
+  if (fd < 0) {
+    SysError(env, "memfd_create", errno).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  if (ftruncate(fd, static_cast<off_t>(size)) < 0) {
+    int err = errno;
+    close(fd);
+    SysError(env, "ftruncate", err).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, fd);
+}
+
 // eventfd(initial, nonblock) -> fd
 Napi::Value EventFd(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
@@ -291,6 +317,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("ioctl", Napi::Function::New(env, Ioctl));
   exports.Set("mmap", Napi::Function::New(env, Mmap));
   exports.Set("munmap", Napi::Function::New(env, Munmap));
+  exports.Set("memfdCreate", Napi::Function::New(env, MemfdCreate));
   exports.Set("eventfd", Napi::Function::New(env, EventFd));
   exports.Set("readEventFd", Napi::Function::New(env, ReadEventFd));
   exports.Set("writeEventFd", Napi::Function::New(env, WriteEventFd));

@@ -17,6 +17,8 @@ export interface Native {
   mmap(fd: number, length: number, offset: number): ArrayBuffer;
   /** Unmaps now and detaches the ArrayBuffer (its views become empty). */
   munmap(buffer: ArrayBuffer): void;
+  /** An anonymous shared-memory file (memfd, close-on-exec) of `size` zero bytes: an fd for mmap(). */
+  memfdCreate(name: string, size: number): number;
   eventfd(initial: number): number;
   /** The eventfd counter, 0n when it was zero. */
   readEventFd(fd: number): bigint;
