@@ -1,0 +1,97 @@
+// protopciem.ko, the ProtoPCIem card's driver, in the Debian VMs against a
+// minimal card on /dev/pciem (kernel/tests/protopciem_card.c). The behaviours
+// are in kernel/tests/protopciem_test.c (kselftest shape), which starts the
+// card in each mode it needs; this suite builds both, runs them as root in
+// the VM with pciem.ko and protopciem.ko loaded, and checks every verdict,
+// the MSI vector and dmesg afterwards.
+import { expect } from 'chai';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import { compileC } from '../lib/ctest.js';
+import { type KernelVersion, kernelModule, repoRoot } from '../lib/paths.js';
+import { vmRunScript, type VmResult } from '../lib/vm.js';
+
+const BAD_DMESG = /BUG:|Oops|WARNING:|Call Trace|general protection|Kernel panic|nobody cared|hung_task/;
+
+/** Every test of protopciem_test.c, in its order. */
+const TESTS = ['probe', 'arith', 'cmdbuf', 'frame', 'timeout', 'error', 'surprise_removal', 'removal_with_mmap'];
+
+let buildDir = '';
+
+function build(): { test: string; card: string } {
+  buildDir = mkdtempSync(join(tmpdir(), 'pciem-protopciem-'));
+  const includes = ['kernel/include/uapi'];
+  const card = join(buildDir, 'protopciem_card');
+  const test = join(buildDir, 'protopciem_test');
+  compileC({ sources: ['kernel/tests/protopciem_card.c'], includes }, card);
+  compileC({ sources: ['kernel/tests/protopciem_test.c'], includes }, test);
+  return { test, card };
+}
+
+function run(kernel: KernelVersion, bins: { test: string; card: string }): Promise<VmResult> {
+  const pciem = relative(repoRoot, kernelModule(kernel, 'pciem'));
+  const drv = relative(repoRoot, kernelModule(kernel, 'protopciem'));
+  return vmRunScript(`insmod ${pciem}
+insmod ${drv}
+rc=0
+# a card kept alive for the interrupt check below
+${bins.card} normal > /tmp/keep.log &
+keep=$!
+for i in $(seq 50); do [ -e /dev/protopciem ] && break; sleep 0.1; done
+echo "=== interrupts"
+grep -E 'protopciem' /proc/interrupts || true
+kill $keep; wait $keep || true
+for i in $(seq 50); do [ -e /dev/protopciem ] || break; sleep 0.1; done
+PROTOPCIEM_CARD=${bins.card} ${bins.test} ${TESTS.join(' ')} || rc=$?
+echo "=== card log"
+cat /tmp/protopciem_card.log || true
+echo "=== dmesg"
+dmesg
+exit $rc`, { timeoutSec: 600, kernel });
+}
+
+function expectSelftest(r: VmResult): void {
+  const out = r.output;
+  const failed = out.split('\n').filter((l) => l.startsWith('not ok'));
+  expect(failed, out + r.harness).to.deep.equal([]);
+  TESTS.forEach((name, i) => {
+    expect(out, `test ${name} did not pass`).to.match(new RegExp(`^ok ${i + 1} - ${name} `, 'm'));
+  });
+  expect(out).to.match(new RegExp(`^selftest: ${TESTS.length} passed, 0 failed$`, 'm'));
+  expect(r.code, out + r.harness).to.equal(0);
+}
+
+for (const kernel of ['6.12', '6.1'] as const) {
+  describe(`protopciem.ko in the Debian ${kernel} VM`, function () {
+    this.timeout(1_000_000);
+    let r: VmResult;
+
+    before(async function () {
+      r = await run(kernel, build());
+      for (const l of r.output.split('\n')) if (/^(ok|not ok|#|selftest)/.test(l)) console.log(`      ${l}`);
+    });
+
+    it('binds by PCI ID with one MSI vector and /dev/protopciem', function () {
+      const irqs = r.output.slice(r.output.indexOf('=== interrupts'), r.output.indexOf('=== card log'));
+      expect(irqs, r.output).to.match(/pciem-MSI\s.*protopciem/);
+      expect(r.output).to.match(/protopciem \S+: bound: \/dev\/protopciem, MSI irq \d+/);
+    });
+
+    it(`arithmetic, command buffers, byte-exact frames, timeout, card errors, surprise removal (${TESTS.length} tests)`,
+      function () {
+        expectSelftest(r);
+      });
+
+    it('logs card errors and timeouts; dmesg stays clean: no oops, warning or hang', function () {
+      const dmesg = r.output.slice(r.output.indexOf('=== dmesg'));
+      expect(dmesg, 'dmesg').to.not.match(BAD_DMESG);
+      expect(dmesg).to.match(/protopciem \S+: EXECUTE_CMDBUF failed: error code 6/);
+      expect(dmesg).to.match(/protopciem \S+: ADD timed out after 2000 ms/);
+    });
+  });
+}
+
+after(function () {
+  if (buildDir) rmSync(buildDir, { recursive: true, force: true });
+});
