@@ -7,10 +7,10 @@
 //   node_modules/.bin/tsx proto/gen/protopciem.ts           write what is out of date
 //   node_modules/.bin/tsx proto/gen/protopciem.ts --check   exit 1 if anything is
 import { readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join, relative, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { join, relative, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { SpecError, applyDocBlocks, arr, obj, repoRoot, str, table, wrap, type Output } from './common.js';
 
-export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const specPath = join(repoRoot, 'proto', 'protopciem.json');
 export const headerPath = join(repoRoot, 'proto', 'generated', 'protopciem_regs.h');
 export const tsPath = join(repoRoot, 'proto', 'generated', 'protopciem.ts');
@@ -122,27 +122,6 @@ export interface Spec {
   header: { size: number; summary: string; fields: Field[] };
   entries: Entry[];
   errors: ErrorCode[];
-}
-
-export class SpecError extends Error {
-  override name = 'SpecError';
-}
-
-type Json = Record<string, unknown>;
-
-function obj(v: unknown, where: string): Json {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new SpecError(`${where}: expected an object`);
-  return v as Json;
-}
-
-function arr(v: unknown, where: string): unknown[] {
-  if (!Array.isArray(v)) throw new SpecError(`${where}: expected an array`);
-  return v;
-}
-
-function str(v: unknown, where: string): string {
-  if (typeof v !== 'string') throw new SpecError(`${where}: expected a string`);
-  return v;
 }
 
 function optStr(v: unknown, where: string): string {
@@ -383,22 +362,6 @@ function numText(n: Num): string {
   return n.hex ? hex(n.value) : String(n.value);
 }
 
-/** Splits text into lines of at most `width` characters. */
-function wrap(text: string, width: number): string[] {
-  const lines: string[] = [];
-  let line = '';
-  for (const word of text.split(/\s+/).filter((w) => w !== '')) {
-    if (line !== '' && line.length + 1 + word.length > width) {
-      lines.push(line);
-      line = word;
-    } else {
-      line = line === '' ? word : `${line} ${word}`;
-    }
-  }
-  if (line !== '') lines.push(line);
-  return lines;
-}
-
 function versionText(spec: Spec): string {
   return `${spec.version.major}.${spec.version.minor}`;
 }
@@ -630,14 +593,6 @@ export function renderTs(spec: Spec): string {
 
 // ---- the tables in docs/protopciem.md ----------------------------------------------
 
-function cell(s: string): string {
-  return s.replace(/\|/g, '\\|');
-}
-
-function table(head: readonly string[], rows: readonly (readonly string[])[]): string {
-  return [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.map(cell).join(' | ')} |`)].join('\n');
-}
-
 const up = (upstream: boolean): string => (upstream ? 'upstream' : 'ext');
 
 /** The generated blocks of the document, by marker name. */
@@ -690,29 +645,7 @@ export function renderDocBlocks(spec: Spec): Record<string, string> {
   };
 }
 
-const blockRe = /(<!-- generated:([a-z0-9-]+) -->\n)([\s\S]*?)(<!-- \/generated:\2 -->)/g;
-
-/** Replaces every generated block of `doc`; each block must exist exactly once. */
-export function applyDocBlocks(doc: string, blocks: Record<string, string>): string {
-  const seen = new Set<string>();
-  const out = doc.replace(blockRe, (_m, open: string, name: string, _body: string, close: string) => {
-    const body = blocks[name];
-    if (body === undefined) throw new SpecError(`docs: unknown generated block '${name}'`);
-    if (seen.has(name)) throw new SpecError(`docs: generated block '${name}' appears twice`);
-    seen.add(name);
-    return `${open}${body}\n${close}`;
-  });
-  const missing = Object.keys(blocks).filter((k) => !seen.has(k));
-  if (missing.length > 0) throw new SpecError(`docs: no generated block for ${missing.join(', ')}`);
-  return out;
-}
-
 // ---- driver ----------------------------------------------------------------------
-
-export interface Output {
-  path: string;
-  content: string;
-}
 
 /** Every file the generator owns, with the content it should have now. */
 export function outputs(spec: Spec = loadSpec()): Output[] {
@@ -762,3 +695,5 @@ function main(argv: readonly string[]): number {
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
   process.exitCode = main(process.argv.slice(2));
 }
+
+export { SpecError, applyDocBlocks, repoRoot, type Output };

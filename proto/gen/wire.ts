@@ -13,8 +13,8 @@
 // tables written here; the C codec is written out whole (its fixed part is
 // the runtime at the end of this file).
 import { readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join, relative, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { join, relative, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import {
   type CommandDesc,
   type FieldDesc,
@@ -24,8 +24,8 @@ import {
   type StructDesc,
   WireCodec,
 } from '../../gateway/src/proto/codec.js';
+import { SpecError, applyDocBlocks, arr, obj, repoRoot, str, table, wrap, type Output } from './common.js';
 
-export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const specPath = join(repoRoot, 'proto', 'wire.json');
 export const vectorsPath = join(repoRoot, 'proto', 'vectors', 'wire.json');
 export const tsPath = join(repoRoot, 'proto', 'generated', 'wire.ts');
@@ -37,10 +37,6 @@ const generator = 'proto/gen/wire.ts';
 const source = 'proto/wire.json';
 
 // ---- the spec, as read and checked ------------------------------------------
-
-export class SpecError extends Error {
-  override name = 'SpecError';
-}
 
 export type FieldType = 'u8' | 'u16' | 'u32' | 'u64' | 'bool' | 'str' | 'bytes' | 'array';
 const fieldTypes: readonly FieldType[] = ['u8', 'u16', 'u32', 'u64', 'bool', 'str', 'bytes', 'array'];
@@ -127,23 +123,6 @@ export interface Spec {
   errorReply: Struct;
   retired: number[];
   commands: Command[];
-}
-
-type Json = Record<string, unknown>;
-
-function obj(v: unknown, where: string): Json {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new SpecError(`${where}: expected an object`);
-  return v as Json;
-}
-
-function arr(v: unknown, where: string): unknown[] {
-  if (!Array.isArray(v)) throw new SpecError(`${where}: expected an array`);
-  return v;
-}
-
-function str(v: unknown, where: string): string {
-  if (typeof v !== 'string') throw new SpecError(`${where}: expected a string`);
-  return v;
 }
 
 function upper(v: unknown, where: string): string {
@@ -633,21 +612,6 @@ function numText(n: Num): string {
 
 function pascal(s: string): string {
   return s.toLowerCase().split(/[_ ]+/).map((w) => (w[0] ?? '').toUpperCase() + w.slice(1)).join('');
-}
-
-function wrap(text: string, width: number): string[] {
-  const lines: string[] = [];
-  let line = '';
-  for (const word of text.split(/\s+/).filter((w) => w !== '')) {
-    if (line !== '' && line.length + 1 + word.length > width) {
-      lines.push(line);
-      line = word;
-    } else {
-      line = line === '' ? word : `${line} ${word}`;
-    }
-  }
-  if (line !== '') lines.push(line);
-  return lines;
 }
 
 function cComment(text: string, indent = ''): string[] {
@@ -1979,14 +1943,6 @@ export function renderCVectors(spec: Spec, vectors: Vectors): string {
 
 // ---- the tables in docs/protocol.md ----------------------------------------------------------
 
-function cell(s: string): string {
-  return s.replace(/\|/g, '\\|');
-}
-
-function table(head: readonly string[], rows: readonly (readonly string[])[]): string {
-  return [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.map(cell).join(' | ')} |`)].join('\n');
-}
-
 function allowed(f: Field): string {
   const lim = (n: Num | null, v: bigint): string => (n?.name != null ? `\`${n.name}\`` : v > 0xffffn ? hex(v) : String(v));
   switch (f.type) {
@@ -2061,29 +2017,7 @@ export function renderDocBlocks(spec: Spec): Record<string, string> {
   };
 }
 
-const blockRe = /(<!-- generated:([a-z0-9-]+) -->\n)([\s\S]*?)(<!-- \/generated:\2 -->)/g;
-
-/** Replaces every generated block of `doc`; each block must exist exactly once. */
-export function applyDocBlocks(doc: string, blocks: Record<string, string>): string {
-  const seen = new Set<string>();
-  const out = doc.replace(blockRe, (_m, open: string, name: string, _body: string, close: string) => {
-    const body = blocks[name];
-    if (body === undefined) throw new SpecError(`docs: unknown generated block '${name}'`);
-    if (seen.has(name)) throw new SpecError(`docs: generated block '${name}' appears twice`);
-    seen.add(name);
-    return `${open}${body}\n${close}`;
-  });
-  const missing = Object.keys(blocks).filter((k) => !seen.has(k));
-  if (missing.length > 0) throw new SpecError(`docs: no generated block for ${missing.join(', ')}`);
-  return out;
-}
-
 // ---- driver -------------------------------------------------------------------------------------
-
-export interface Output {
-  path: string;
-  content: string;
-}
 
 /** Every file the generator owns, with the content it should have now. */
 export function outputs(spec: Spec = loadSpec(), vectors: Vectors = loadVectors()): Output[] {
@@ -2185,3 +2119,5 @@ function main(argv: readonly string[]): number {
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
   process.exitCode = main(process.argv.slice(2));
 }
+
+export { SpecError, applyDocBlocks, repoRoot, type Output };
