@@ -1,7 +1,8 @@
 // Shared by the spec generators (protopciem.ts, wire.ts): where the checkout
 // is, the error a broken spec raises, the JSON accessors that check types as
 // they read, markdown tables and the generated blocks of a document.
-import { dirname, resolve } from 'node:path';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { dirname, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export type Json = Record<string, unknown>;
@@ -73,3 +74,37 @@ export function wrap(text: string, width: number): string[] {
 
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
+function readOrEmpty(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * Writes the outputs whose content changed, or with `check` only names them.
+ * Returns the exit status: 1 when the spec is broken or a check finds stale
+ * files, else 0.
+ */
+export function syncOutputs(produce: () => Output[], opts: { check: boolean; source: string; generator: string }): number {
+  let stale: Output[];
+  try {
+    stale = produce().filter((o) => readOrEmpty(o.path) !== o.content);
+  } catch (e) {
+    if (e instanceof SpecError) {
+      process.stderr.write(`${opts.source}: ${e.message}\n`);
+      return 1;
+    }
+    throw e;
+  }
+  for (const o of stale) {
+    if (opts.check) {
+      process.stderr.write(`out of date: ${relative(repoRoot, o.path)} (run: tsx ${opts.generator})\n`);
+    } else {
+      writeFileSync(o.path, o.content);
+      process.stderr.write(`wrote ${relative(repoRoot, o.path)}\n`);
+    }
+  }
+  return opts.check && stale.length > 0 ? 1 : 0;
+}

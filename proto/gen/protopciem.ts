@@ -6,10 +6,10 @@
 //
 //   node_modules/.bin/tsx proto/gen/protopciem.ts           write what is out of date
 //   node_modules/.bin/tsx proto/gen/protopciem.ts --check   exit 1 if anything is
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join, relative, resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { SpecError, applyDocBlocks, arr, obj, repoRoot, str, table, wrap, type Output } from './common.js';
+import { SpecError, applyDocBlocks, arr, obj, repoRoot, str, syncOutputs, table, wrap, type Output } from './common.js';
 
 export const specPath = join(repoRoot, 'proto', 'protopciem.json');
 export const headerPath = join(repoRoot, 'proto', 'generated', 'protopciem_regs.h');
@@ -656,14 +656,6 @@ export function outputs(spec: Spec = loadSpec()): Output[] {
   ];
 }
 
-function readOrEmpty(path: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    return '';
-  }
-}
-
 function main(argv: readonly string[]): number {
   const check = argv.includes('--check');
   const unknown = argv.filter((a) => a !== '--check');
@@ -671,25 +663,7 @@ function main(argv: readonly string[]): number {
     process.stderr.write(`usage: tsx ${generator} [--check]\n`);
     return 2;
   }
-  let stale: Output[];
-  try {
-    stale = outputs().filter((o) => readOrEmpty(o.path) !== o.content);
-  } catch (e) {
-    if (e instanceof SpecError) {
-      process.stderr.write(`${source}: ${e.message}\n`);
-      return 1;
-    }
-    throw e;
-  }
-  for (const o of stale) {
-    if (check) {
-      process.stderr.write(`out of date: ${relative(repoRoot, o.path)} (run: tsx ${generator})\n`);
-    } else {
-      writeFileSync(o.path, o.content);
-      process.stderr.write(`wrote ${relative(repoRoot, o.path)}\n`);
-    }
-  }
-  return check && stale.length > 0 ? 1 : 0;
+  return syncOutputs(() => outputs(), { check, source, generator });
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {

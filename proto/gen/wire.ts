@@ -13,7 +13,7 @@
 // tables written here; the C codec is written out whole (its fixed part is
 // the runtime at the end of this file).
 import { readFileSync, writeFileSync } from 'node:fs';
-import { join, relative, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import {
   type CommandDesc,
@@ -24,7 +24,7 @@ import {
   type StructDesc,
   WireCodec,
 } from '../../gateway/src/proto/codec.js';
-import { SpecError, applyDocBlocks, arr, obj, repoRoot, str, table, wrap, type Output } from './common.js';
+import { SpecError, applyDocBlocks, arr, obj, repoRoot, str, syncOutputs, table, wrap, type Output } from './common.js';
 
 export const specPath = join(repoRoot, 'proto', 'wire.json');
 export const vectorsPath = join(repoRoot, 'proto', 'vectors', 'wire.json');
@@ -2030,14 +2030,6 @@ export function outputs(spec: Spec = loadSpec(), vectors: Vectors = loadVectors(
   ];
 }
 
-function readOrEmpty(path: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    return '';
-  }
-}
-
 /**
  * Encodes the vectors whose frame (or canonical) is still "", with the
  * codec as it is; never touches a frame already written, so a codec change
@@ -2092,28 +2084,18 @@ function main(argv: readonly string[]): number {
     process.stderr.write(`usage: tsx ${generator} [--check | --fill-vectors]\n`);
     return 2;
   }
-  let stale: Output[];
-  try {
-    if (fill) {
+  if (fill) {
+    try {
       process.stderr.write(`filled ${fillVectors(loadSpec())} vector frames\n`);
-    }
-    stale = outputs().filter((o) => readOrEmpty(o.path) !== o.content);
-  } catch (e) {
-    if (e instanceof SpecError) {
-      process.stderr.write(`${source}: ${e.message}\n`);
-      return 1;
-    }
-    throw e;
-  }
-  for (const o of stale) {
-    if (check) {
-      process.stderr.write(`out of date: ${relative(repoRoot, o.path)} (run: tsx ${generator})\n`);
-    } else {
-      writeFileSync(o.path, o.content);
-      process.stderr.write(`wrote ${relative(repoRoot, o.path)}\n`);
+    } catch (e) {
+      if (e instanceof SpecError) {
+        process.stderr.write(`${source}: ${e.message}\n`);
+        return 1;
+      }
+      throw e;
     }
   }
-  return check && stale.length > 0 ? 1 : 0;
+  return syncOutputs(() => outputs(), { check, source, generator });
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
