@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { compileC } from '../lib/ctest.js';
 import { type KernelVersion, kernelModule, repoRoot } from '../lib/paths.js';
+import { expectSelftest } from '../lib/selftest.js';
 import { vmRunScript, type VmResult } from '../lib/vm.js';
 
 const BAD_DMESG = /BUG:|Oops|WARNING:|Call Trace|general protection|Kernel panic/;
@@ -27,16 +28,6 @@ function loadModules(kernel: KernelVersion = '6.12'): string {
   const pciem = relative(repoRoot, kernelModule(kernel, 'pciem'));
   const testdrv = relative(repoRoot, kernelModule(kernel, 'tests/pciem_testdrv'));
   return `insmod ${pciem}\ninsmod ${testdrv}\n`;
-}
-
-/** The selftest's verdicts, with every failing test's diagnostics in the message. */
-function expectSelftest(r: VmResult, names: string[]): void {
-  const out = r.output;
-  const failed = out.split('\n').filter((l) => l.startsWith('not ok'));
-  expect(failed, out + r.harness).to.deep.equal([]);
-  for (const name of names) expect(out, `test ${name} did not run`).to.match(new RegExp(`^ok \\d+ - ${name} `, 'm'));
-  expect(out).to.match(new RegExp(`^selftest: ${names.length} passed, 0 failed$`, 'm'));
-  expect(r.code, out + r.harness).to.equal(0);
 }
 
 function runSelftest(names: string[], kernel: KernelVersion = '6.12'): Promise<VmResult> {

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { compileC } from '../lib/ctest.js';
 import { type KernelVersion, kernelModule, repoRoot } from '../lib/paths.js';
+import { expectSelftest } from '../lib/selftest.js';
 import { vmRunScript, type VmResult } from '../lib/vm.js';
 
 const BAD_DMESG = /BUG:|Oops|WARNING:|Call Trace|general protection|Kernel panic|nobody cared|hung_task/;
@@ -51,17 +52,6 @@ dmesg
 exit $rc`, { timeoutSec: 600, kernel });
 }
 
-function expectSelftest(r: VmResult): void {
-  const out = r.output;
-  const failed = out.split('\n').filter((l) => l.startsWith('not ok'));
-  expect(failed, out + r.harness).to.deep.equal([]);
-  TESTS.forEach((name, i) => {
-    expect(out, `test ${name} did not pass`).to.match(new RegExp(`^ok ${i + 1} - ${name} `, 'm'));
-  });
-  expect(out).to.match(new RegExp(`^selftest: ${TESTS.length} passed, 0 failed$`, 'm'));
-  expect(r.code, out + r.harness).to.equal(0);
-}
-
 for (const kernel of ['6.12', '6.1'] as const) {
   describe(`protopciem.ko in the Debian ${kernel} VM`, function () {
     this.timeout(1_000_000);
@@ -80,7 +70,7 @@ for (const kernel of ['6.12', '6.1'] as const) {
 
     it(`arithmetic, command buffers, byte-exact frames, timeout, card errors, surprise removal (${TESTS.length} tests)`,
       function () {
-        expectSelftest(r);
+        expectSelftest(r, TESTS, { ordered: true });
       });
 
     it('logs card errors and timeouts; dmesg stays clean: no oops, warning or hang', function () {
