@@ -362,7 +362,7 @@ static struct pciem_trace_range *pciem_trace_find_range(phys_addr_t phys,
 	return NULL;
 }
 
-static int pciem_trace_ioremap_pre(struct kprobe *kp, struct pt_regs *regs)
+static int __pciem_trace_ioremap_pre(struct kprobe *kp, struct pt_regs *regs)
 {
 	unsigned long va = regs_get_kernel_argument(regs, 0);
 	unsigned long end = regs_get_kernel_argument(regs, 1);
@@ -403,7 +403,7 @@ static int pciem_trace_ioremap_pre(struct kprobe *kp, struct pt_regs *regs)
 	return 1;
 }
 
-static int pciem_trace_iounmap_pre(struct kprobe *kp, struct pt_regs *regs)
+static int __pciem_trace_iounmap_pre(struct kprobe *kp, struct pt_regs *regs)
 {
 	unsigned long va = regs_get_kernel_argument(regs, 0) & PAGE_MASK;
 	struct pciem_trace_map *m, *found = NULL;
@@ -422,6 +422,37 @@ static int pciem_trace_iounmap_pre(struct kprobe *kp, struct pt_regs *regs)
 		module_put(THIS_MODULE);
 	}
 	return 0;
+}
+
+/*
+ * kprobes do not nest: while one of our handlers runs on a CPU, an access to
+ * a traced BAR there could not be emulated and would oops. Interrupt
+ * handlers (pciem's own deliveries included) touch BARs, so the mapping
+ * handlers run with interrupts off. (A VM test caught an MSI-X handler
+ * interrupting this handler while pci_alloc_irq_vectors() mapped its table.)
+ * The fault handler needs no such care: kernel page faults keep interrupts
+ * off. The few instructions kprobes itself runs around the call remain.
+ */
+static int pciem_trace_ioremap_pre(struct kprobe *kp, struct pt_regs *regs)
+{
+	unsigned long flags;
+	int ret;
+
+	local_irq_save(flags);
+	ret = __pciem_trace_ioremap_pre(kp, regs);
+	local_irq_restore(flags);
+	return ret;
+}
+
+static int pciem_trace_iounmap_pre(struct kprobe *kp, struct pt_regs *regs)
+{
+	unsigned long flags;
+	int ret;
+
+	local_irq_save(flags);
+	ret = __pciem_trace_iounmap_pre(kp, regs);
+	local_irq_restore(flags);
+	return ret;
 }
 
 static struct kprobe pciem_trace_fault_kp, pciem_trace_ioremap_kp,
