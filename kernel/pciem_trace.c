@@ -433,26 +433,26 @@ static int __pciem_trace_iounmap_pre(struct kprobe *kp, struct pt_regs *regs)
  * The fault handler needs no such care: kernel page faults keep interrupts
  * off. The few instructions kprobes itself runs around the call remain.
  */
-static int pciem_trace_ioremap_pre(struct kprobe *kp, struct pt_regs *regs)
+static int pciem_trace_irqs_off(int (*handler)(struct kprobe *, struct pt_regs *),
+				struct kprobe *kp, struct pt_regs *regs)
 {
 	unsigned long flags;
 	int ret;
 
 	local_irq_save(flags);
-	ret = __pciem_trace_ioremap_pre(kp, regs);
+	ret = handler(kp, regs);
 	local_irq_restore(flags);
 	return ret;
 }
 
+static int pciem_trace_ioremap_pre(struct kprobe *kp, struct pt_regs *regs)
+{
+	return pciem_trace_irqs_off(__pciem_trace_ioremap_pre, kp, regs);
+}
+
 static int pciem_trace_iounmap_pre(struct kprobe *kp, struct pt_regs *regs)
 {
-	unsigned long flags;
-	int ret;
-
-	local_irq_save(flags);
-	ret = __pciem_trace_iounmap_pre(kp, regs);
-	local_irq_restore(flags);
-	return ret;
+	return pciem_trace_irqs_off(__pciem_trace_iounmap_pre, kp, regs);
 }
 
 static struct kprobe pciem_trace_fault_kp, pciem_trace_ioremap_kp,
