@@ -74,6 +74,21 @@ export function wrap(text: string, width: number): string[] {
 
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
+/**
+ * A #define writer for a C header: appends `#define PREFIX_NAME value` lines
+ * to `out`, names padded to line up, refusing a name defined twice (names
+ * are built from several parts of a spec, so they could clash).
+ */
+export function cDefiner(prefix: string, width: number, out: string[]): (name: string, value: string) => void {
+  const defined = new Set<string>();
+  return (name, value) => {
+    const full = `${prefix}_${name}`;
+    if (defined.has(full)) throw new SpecError(`two things would be #defined as ${full}`);
+    defined.add(full);
+    out.push(`#define ${full.padEnd(width - 8)} ${value}`);
+  };
+}
+
 function readOrEmpty(path: string): string {
   try {
     return readFileSync(path, 'utf8');

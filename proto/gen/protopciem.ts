@@ -9,7 +9,7 @@
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { SpecError, applyDocBlocks, arr, obj, repoRoot, str, syncOutputs, table, wrap, type Output } from './common.js';
+import { SpecError, applyDocBlocks, arr, cDefiner, obj, repoRoot, str, syncOutputs, table, wrap, type Output } from './common.js';
 
 export const specPath = join(repoRoot, 'proto', 'protopciem.json');
 export const headerPath = join(repoRoot, 'proto', 'generated', 'protopciem_regs.h');
@@ -374,14 +374,7 @@ const C_NAME_WIDTH = 40;
 export function renderC(spec: Spec): string {
   const P = spec.prefix;
   const out: string[] = [];
-  const defined = new Set<string>();
-  const define = (name: string, value: string): void => {
-    const full = `${P}_${name}`;
-    // Names are built from several parts of the spec: they must not clash.
-    if (defined.has(full)) throw new SpecError(`two things would be #defined as ${full}`);
-    defined.add(full);
-    out.push(`#define ${full.padEnd(C_NAME_WIDTH - 8)} ${value}`);
-  };
+  const define = cDefiner(P, C_NAME_WIDTH, out);
   const comment = (text: string, indent = ''): void => {
     const lines = wrap(text, 74 - indent.length);
     if (lines.length === 1) {

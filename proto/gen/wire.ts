@@ -24,7 +24,7 @@ import {
   type StructDesc,
   WireCodec,
 } from '../../gateway/src/proto/codec.js';
-import { SpecError, applyDocBlocks, arr, obj, repoRoot, str, syncOutputs, table, wrap, type Output } from './common.js';
+import { SpecError, applyDocBlocks, arr, cDefiner, obj, repoRoot, str, syncOutputs, table, wrap, type Output } from './common.js';
 
 export const specPath = join(repoRoot, 'proto', 'wire.json');
 export const vectorsPath = join(repoRoot, 'proto', 'vectors', 'wire.json');
@@ -864,13 +864,7 @@ function cLimit(P: string, n: Num): string {
 export function renderHeader(spec: Spec): string {
   const P = spec.prefix;
   const out: string[] = [];
-  const defined = new Set<string>();
-  const define = (name: string, value: string): void => {
-    const full = `${P}_${name}`;
-    if (defined.has(full)) throw new SpecError(`two things would be #defined as ${full}`);
-    defined.add(full);
-    out.push(`#define ${full.padEnd(C_WIDTH - 8)} ${value}`);
-  };
+  const define = cDefiner(P, C_WIDTH, out);
   const p = P.toLowerCase();
   out.push(
     '/* SPDX-License-Identifier: MIT */',
