@@ -29,6 +29,31 @@ export function compileC(build: CBuild, out: string): void {
   expect(r.status, 'gcc failed').to.equal(0);
 }
 
+/** A temporary folder of C programs built for one suite; remove() it when done. */
+export class CPrograms {
+  readonly dir: string;
+
+  constructor(name: string) {
+    this.dir = mkdtempSync(join(tmpdir(), `pciem-${name}-`));
+  }
+
+  /** Builds `name` in the folder and returns its path. */
+  build(name: string, build: CBuild): string {
+    const out = join(this.dir, name);
+    compileC(build, out);
+    return out;
+  }
+
+  remove(): void {
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** How the kselftest-shaped programs under kernel/tests/ are built. */
+export function selftestBuild(source: string): CBuild {
+  return { sources: [source], includes: ['kernel/include/uapi'], flags: ['-pthread'] };
+}
+
 /**
  * Registers a suite that builds a C test program and runs it: it must pass
  * every case, with at least `minCases` of them, and close with

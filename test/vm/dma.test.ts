@@ -4,10 +4,8 @@
 // suite builds it, runs it as root in the VM with pciem.ko and the DMA test
 // driver (pciem_dmadrv.ko) loaded, and checks dmesg afterwards.
 import { expect } from 'chai';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
-import { compileC } from '../lib/ctest.js';
+import { relative } from 'node:path';
+import { CPrograms, selftestBuild } from '../lib/ctest.js';
 import { type KernelVersion, kernelModule, repoRoot } from '../lib/paths.js';
 import { expectSelftest } from '../lib/selftest.js';
 import { vmRunScript, type VmResult } from '../lib/vm.js';
@@ -22,14 +20,7 @@ const P2P_SIZE = 0x100000;
 const APPEND = `memmap=${P2P_SIZE}$0x${P2P_START.toString(16)}`;
 
 let selftest = '';
-let buildDir = '';
-
-function buildSelftest(): string {
-  buildDir = mkdtempSync(join(tmpdir(), 'pciem-dma-selftest-'));
-  const bin = join(buildDir, 'dma_selftest');
-  compileC({ sources: ['kernel/tests/dma_selftest.c'], includes: ['kernel/include/uapi'], flags: ['-pthread'] }, bin);
-  return bin;
-}
+let programs: CPrograms | undefined;
 
 function loadModules(kernel: KernelVersion): string {
   const pciem = relative(repoRoot, kernelModule(kernel, 'pciem'));
@@ -64,10 +55,11 @@ describe('pciem.ko DMA in the VM', function () {
   this.timeout(1_000_000);
 
   before(function () {
-    selftest = buildSelftest();
+    programs = new CPrograms('dma-selftest');
+    selftest = programs.build('dma_selftest', selftestBuild('kernel/tests/dma_selftest.c'));
   });
   after(function () {
-    if (buildDir) rmSync(buildDir, { recursive: true, force: true });
+    programs?.remove();
   });
 
   for (const kernel of ['6.12', '6.1'] as const) {

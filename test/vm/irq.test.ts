@@ -4,10 +4,8 @@
 // this suite builds the program, runs it as root in the VM with both
 // modules loaded, and checks every verdict and dmesg afterwards.
 import { expect } from 'chai';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
-import { compileC } from '../lib/ctest.js';
+import { relative } from 'node:path';
+import { CPrograms, selftestBuild } from '../lib/ctest.js';
 import { type KernelVersion, kernelModule, repoRoot } from '../lib/paths.js';
 import { expectSelftest } from '../lib/selftest.js';
 import { vmRunScript, type VmResult } from '../lib/vm.js';
@@ -21,14 +19,7 @@ const TESTS = [
   'rebind_under_fire', 'uio_intx', 'errors', 'remove', 'fuzz'];
 
 let selftest = '';
-let buildDir = '';
-
-function buildSelftest(): string {
-  buildDir = mkdtempSync(join(tmpdir(), 'pciem-irq-selftest-'));
-  const bin = join(buildDir, 'irq_selftest');
-  compileC({ sources: ['kernel/tests/irq_selftest.c'], includes: ['kernel/include/uapi'], flags: ['-pthread'] }, bin);
-  return bin;
-}
+let programs: CPrograms | undefined;
 
 function runSelftest(kernel: KernelVersion): Promise<VmResult> {
   const pciem = relative(repoRoot, kernelModule(kernel, 'pciem'));
@@ -58,7 +49,10 @@ for (const kernel of ['6.12', '6.1'] as const) {
     let run: VmResult;
 
     before(async function () {
-      if (!selftest) selftest = buildSelftest();
+      if (!selftest) {
+        programs = new CPrograms('irq-selftest');
+        selftest = programs.build('irq_selftest', selftestBuild('kernel/tests/irq_selftest.c'));
+      }
       run = await runSelftest(kernel);
       for (const l of run.output.split('\n')) if (/^(ok|not ok|#|selftest)/.test(l)) console.log(`      ${l}`);
     });
@@ -75,5 +69,5 @@ for (const kernel of ['6.12', '6.1'] as const) {
 }
 
 after(function () {
-  if (buildDir) rmSync(buildDir, { recursive: true, force: true });
+  programs?.remove();
 });

@@ -4,10 +4,8 @@
 // this suite builds it, runs it as root in the VM with pciem.ko and the
 // test driver loaded, and checks dmesg afterwards.
 import { expect } from 'chai';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
-import { compileC } from '../lib/ctest.js';
+import { relative } from 'node:path';
+import { CPrograms, selftestBuild } from '../lib/ctest.js';
 import { type KernelVersion, kernelModule, repoRoot } from '../lib/paths.js';
 import { expectSelftest } from '../lib/selftest.js';
 import { vmRunScript, type VmResult } from '../lib/vm.js';
@@ -15,14 +13,7 @@ import { vmRunScript, type VmResult } from '../lib/vm.js';
 const BAD_DMESG = /BUG:|Oops|WARNING:|Call Trace|general protection|Kernel panic/;
 
 let selftest = '';
-let buildDir = '';
-
-function buildSelftest(): string {
-  buildDir = mkdtempSync(join(tmpdir(), 'pciem-selftest-'));
-  const bin = join(buildDir, 'pciem_selftest');
-  compileC({ sources: ['kernel/tests/pciem_selftest.c'], includes: ['kernel/include/uapi'], flags: ['-pthread'] }, bin);
-  return bin;
-}
+let programs: CPrograms | undefined;
 
 function loadModules(kernel: KernelVersion = '6.12'): string {
   const pciem = relative(repoRoot, kernelModule(kernel, 'pciem'));
@@ -39,10 +30,11 @@ describe('pciem.ko in the 6.12 VM', function () {
   this.timeout(1_000_000);
 
   before(function () {
-    selftest = buildSelftest();
+    programs = new CPrograms('selftest');
+    selftest = programs.build('pciem_selftest', selftestBuild('kernel/tests/pciem_selftest.c'));
   });
   after(function () {
-    if (buildDir) rmSync(buildDir, { recursive: true, force: true });
+    programs?.remove();
   });
 
   const main = [

@@ -5,10 +5,8 @@
 // the VM with pciem.ko and protopciem.ko loaded, and checks every verdict,
 // the MSI vector and dmesg afterwards.
 import { expect } from 'chai';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
-import { compileC } from '../lib/ctest.js';
+import { relative } from 'node:path';
+import { CPrograms } from '../lib/ctest.js';
 import { type KernelVersion, kernelModule, repoRoot } from '../lib/paths.js';
 import { expectSelftest } from '../lib/selftest.js';
 import { vmRunScript, type VmResult } from '../lib/vm.js';
@@ -18,16 +16,15 @@ const BAD_DMESG = /BUG:|Oops|WARNING:|Call Trace|general protection|Kernel panic
 /** Every test of protopciem_test.c, in its order. */
 const TESTS = ['probe', 'arith', 'cmdbuf', 'frame', 'timeout', 'error', 'surprise_removal', 'removal_with_mmap'];
 
-let buildDir = '';
+let programs: CPrograms | undefined;
 
 function build(): { test: string; card: string } {
-  buildDir = mkdtempSync(join(tmpdir(), 'pciem-protopciem-'));
+  programs = new CPrograms('protopciem');
   const includes = ['kernel/include/uapi'];
-  const card = join(buildDir, 'protopciem_card');
-  const test = join(buildDir, 'protopciem_test');
-  compileC({ sources: ['kernel/tests/protopciem_card.c'], includes }, card);
-  compileC({ sources: ['kernel/tests/protopciem_test.c'], includes }, test);
-  return { test, card };
+  return {
+    card: programs.build('protopciem_card', { sources: ['kernel/tests/protopciem_card.c'], includes }),
+    test: programs.build('protopciem_test', { sources: ['kernel/tests/protopciem_test.c'], includes }),
+  };
 }
 
 function run(kernel: KernelVersion, bins: { test: string; card: string }): Promise<VmResult> {
@@ -83,5 +80,5 @@ for (const kernel of ['6.12', '6.1'] as const) {
 }
 
 after(function () {
-  if (buildDir) rmSync(buildDir, { recursive: true, force: true });
+  programs?.remove();
 });
