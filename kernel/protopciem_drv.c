@@ -4,8 +4,14 @@
  * PCI driver: BAR0 registers, one MSI vector (INTx fallback), a 4 MiB
  * coherent command buffer and two coherent frames. One command at a time,
  * completed by the interrupt. /dev/protopciem (protopciemN for the second
- * card on) is its interface (include/uapi/linux/protopciem.h).
+ * card on) is its interface (include/uapi/linux/protopciem.h). Each card is
+ * independent: its own lock, buffers, interrupt and statistics.
+ *
+ * A card whose STATUS reads all-ones is taken for dead (link down, or the
+ * model behind it gone while the function stays on the bus): every later
+ * call fails with -ENODEV without touching it, until it is removed.
  */
+#include <linux/capability.h>
 #include <linux/delay.h>
 #include <linux/dma-mapping.h>
 #include <linux/idr.h>
@@ -25,9 +31,23 @@
 
 #define PPC_NAME	"protopciem"
 #define PPC_FB_BYTES	(PROTOPCIEM_FRAMES * PROTOPCIEM_FB_SIZE)
+#define PPC_ALL_ONES	0xffffffff
 
+/* PROCESS_BUFFER reads the first PROCESS_MAX bytes of the command buffer, writes the next. */
+#define PPC_PROCESS_SRC	0
+#define PPC_PROCESS_DST	PROTOPCIEM_PROCESS_MAX
+
+/* The uAPI spells the spec's numbers out (it cannot include the generated header). */
 static_assert(PROTOPCIEM_FRAME_BYTES == PROTOPCIEM_FB_SIZE);
 static_assert(PROTOPCIEM_CMDBUF_BYTES == PROTOPCIEM_CMDBUF_MAX);
+static_assert(PROTOPCIEM_PROCESS_BYTES == PROTOPCIEM_PROCESS_MAX);
+static_assert(PPC_PROCESS_DST + PROTOPCIEM_PROCESS_MAX <= PROTOPCIEM_CMDBUF_MAX);
+static_assert(PROTOPCIEM_P2P_BYTES == PROTOPCIEM_P2P_MAX);
+static_assert(PROTOPCIEM_ARITH_ADD == PROTOPCIEM_CMD_ADD);
+static_assert(PROTOPCIEM_ARITH_MULTIPLY == PROTOPCIEM_CMD_MULTIPLY);
+static_assert(PROTOPCIEM_ARITH_XOR == PROTOPCIEM_CMD_XOR);
+static_assert(PROTOPCIEM_P2P_READ == PROTOPCIEM_CMD_P2P_READ);
+static_assert(PROTOPCIEM_P2P_WRITE == PROTOPCIEM_CMD_P2P_WRITE);
 
 static unsigned int timeout_ms = 2000;
 module_param(timeout_ms, uint, 0644);
@@ -43,6 +63,8 @@ struct ppc_dev {
 	int index;
 	int irq;
 	bool ext;			/* the card has the extension block */
+	u32 caps;			/* CAPS (0 on upstream's card) */
+	u64 mem_size;			/* BAR2, the card memory P2P reaches */
 	struct kref ref;		/* probe + each open file */
 
 	/* lock serializes commands, mmap and removal: one command in flight. */
@@ -60,11 +82,13 @@ struct ppc_dev {
 	u32 irq_status;
 	u64 irq_result;
 	u32 irq_error;
-	bool dead;			/* STATUS read all-ones */
+	unsigned long flags;		/* PPC_DEAD, set once by whoever reads all-ones first */
 
 	/* Statistics (sysfs stats/). */
 	atomic64_t st_ops, st_irqs, st_errors, st_timeouts;
 };
+
+#define PPC_DEAD	0
 
 static u32 ppc_rd(struct ppc_dev *p, u32 reg)
 {
@@ -74,6 +98,30 @@ static u32 ppc_rd(struct ppc_dev *p, u32 reg)
 static void ppc_wr(struct ppc_dev *p, u32 reg, u32 val)
 {
 	writel(val, p->regs + reg);
+}
+
+static bool ppc_dead(struct ppc_dev *p)
+{
+	return test_bit(PPC_DEAD, &p->flags);
+}
+
+/* Takes the card for dead (any context) and wakes a waiter; logs once. */
+static void ppc_set_dead(struct ppc_dev *p)
+{
+	if (test_and_set_bit(PPC_DEAD, &p->flags))
+		return;
+	dev_err(&p->pdev->dev, "card reads all-ones: taken for dead\n");
+	wake_up(&p->wq);
+}
+
+/* STATUS, or all-ones having taken the card for dead. */
+static u32 ppc_status(struct ppc_dev *p)
+{
+	u32 status = ppc_rd(p, PROTOPCIEM_REG_STATUS);
+
+	if (status == PPC_ALL_ONES)
+		ppc_set_dead(p);
+	return status;
 }
 
 static void ppc_release(struct kref *ref)
@@ -87,13 +135,12 @@ static void ppc_release(struct kref *ref)
 static irqreturn_t ppc_irq(int irq, void *data)
 {
 	struct ppc_dev *p = data;
-	u32 status = ppc_rd(p, PROTOPCIEM_REG_STATUS);
+	bool was_dead = ppc_dead(p);
+	u32 status = ppc_status(p);
 
-	if (status == 0xffffffff) {
-		WRITE_ONCE(p->dead, true);
-		wake_up(&p->wq);
-		return IRQ_HANDLED;
-	}
+	/* The first all-ones interrupt is the card's last word; later ones are not ours. */
+	if (status == PPC_ALL_ONES)
+		return was_dead ? IRQ_NONE : IRQ_HANDLED;
 	if (!(status & (PROTOPCIEM_STATUS_DONE | PROTOPCIEM_STATUS_ERROR)))
 		return IRQ_NONE;
 	ppc_wr(p, PROTOPCIEM_REG_STATUS, 0);
@@ -133,25 +180,20 @@ static int ppc_run(struct ppc_dev *p, u32 cmd, u64 *result)
 	long left;
 
 	lockdep_assert_held(&p->lock);
-	if (p->gone || READ_ONCE(p->dead))
+	if (p->gone || ppc_dead(p) || ppc_status(p) == PPC_ALL_ONES)
 		return -ENODEV;
-	if (ppc_rd(p, PROTOPCIEM_REG_STATUS) == 0xffffffff) {
-		WRITE_ONCE(p->dead, true);
-		return -ENODEV;
-	}
 	atomic64_inc(&p->st_ops);
 	ppc_wr(p, PROTOPCIEM_REG_CMD, cmd);
 	left = wait_event_interruptible_timeout(p->wq,
 						atomic_read(&p->completions) != seen ||
-						READ_ONCE(p->gone) || READ_ONCE(p->dead),
+						READ_ONCE(p->gone) || ppc_dead(p),
 						msecs_to_jiffies(timeout_ms));
-	if (READ_ONCE(p->gone) || READ_ONCE(p->dead))
+	if (READ_ONCE(p->gone) || ppc_dead(p))
 		return -ENODEV;
 	if (left <= 0) {
-		if (ppc_rd(p, PROTOPCIEM_REG_STATUS) == 0xffffffff) {
-			WRITE_ONCE(p->dead, true);
+		/* A card that died silently is told from a slow one here. */
+		if (ppc_status(p) == PPC_ALL_ONES)
 			return -ENODEV;
-		}
 		/* Drop the abandoned command so its completion cannot be taken for the next one's. */
 		ppc_reset(p);
 		if (left < 0)
@@ -172,12 +214,13 @@ static int ppc_run(struct ppc_dev *p, u32 cmd, u64 *result)
 	return 0;
 }
 
-static void ppc_set_dma(struct ppc_dev *p, dma_addr_t src, u32 len)
+/* The DMA argument registers: bus addresses, or BAR2 offsets for P2P. */
+static void ppc_set_dma(struct ppc_dev *p, u64 src, u64 dst, u32 len)
 {
 	ppc_wr(p, PROTOPCIEM_REG_DMA_SRC_LO, lower_32_bits(src));
 	ppc_wr(p, PROTOPCIEM_REG_DMA_SRC_HI, upper_32_bits(src));
-	ppc_wr(p, PROTOPCIEM_REG_DMA_DST_LO, 0);
-	ppc_wr(p, PROTOPCIEM_REG_DMA_DST_HI, 0);
+	ppc_wr(p, PROTOPCIEM_REG_DMA_DST_LO, lower_32_bits(dst));
+	ppc_wr(p, PROTOPCIEM_REG_DMA_DST_HI, upper_32_bits(dst));
 	ppc_wr(p, PROTOPCIEM_REG_DMA_LEN, len);
 	ppc_wr(p, PROTOPCIEM_REG_DMA_FLAGS, 0);
 }
@@ -215,7 +258,7 @@ static ssize_t ppc_write(struct file *file, const char __user *buf, size_t len, 
 	ret = mutex_lock_interruptible(&p->lock);
 	if (ret)
 		return ret;
-	if (p->gone) {
+	if (p->gone || ppc_dead(p)) {
 		ret = -ENODEV;
 		goto out;
 	}
@@ -223,7 +266,7 @@ static ssize_t ppc_write(struct file *file, const char __user *buf, size_t len, 
 		ret = -EFAULT;
 		goto out;
 	}
-	ppc_set_dma(p, p->cmdbuf_dma, len);
+	ppc_set_dma(p, p->cmdbuf_dma, 0, len);
 	ret = ppc_run(p, PROTOPCIEM_CMD_EXECUTE_CMDBUF, NULL);
 out:
 	mutex_unlock(&p->lock);
@@ -260,7 +303,7 @@ static long ppc_submit_frame(struct ppc_dev *p, void __user *uarg)
 		return ret;
 	if (a.flags || a.reserved || a.buffer >= PROTOPCIEM_FRAMES)
 		return -EINVAL;
-	ppc_set_dma(p, p->fb_dma + (dma_addr_t)a.buffer * PROTOPCIEM_FB_SIZE, PROTOPCIEM_FB_SIZE);
+	ppc_set_dma(p, p->fb_dma + (dma_addr_t)a.buffer * PROTOPCIEM_FB_SIZE, 0, PROTOPCIEM_FB_SIZE);
 	return ppc_run(p, PROTOPCIEM_CMD_DMA_FRAME, NULL);
 }
 
@@ -286,22 +329,84 @@ static long ppc_arith(struct ppc_dev *p, void __user *uarg)
 	return copy_to_user(uarg, &a, sizeof(a)) ? -EFAULT : 0;
 }
 
+/* PROCESS_BUFFER from the command buffer's first MiB into its second. */
+static long ppc_process(struct ppc_dev *p, void __user *uarg)
+{
+	struct protopciem_process a;
+	int ret;
+
+	if (copy_from_user(&a, uarg, sizeof(a)))
+		return -EFAULT;
+	ret = ppc_check_argsz(uarg, a.argsz, sizeof(a));
+	if (ret)
+		return ret;
+	if (a.flags || !a.len || a.len % 4 || a.len > PROTOPCIEM_PROCESS_MAX)
+		return -EINVAL;
+	if (copy_from_user(p->cmdbuf + PPC_PROCESS_SRC, u64_to_user_ptr(a.src), a.len))
+		return -EFAULT;
+	ppc_wr(p, PROTOPCIEM_REG_DATA, a.key);
+	ppc_set_dma(p, p->cmdbuf_dma + PPC_PROCESS_SRC, p->cmdbuf_dma + PPC_PROCESS_DST, a.len);
+	ret = ppc_run(p, PROTOPCIEM_CMD_PROCESS_BUFFER, &a.sum);
+	if (ret)
+		return ret;
+	if (copy_to_user(u64_to_user_ptr(a.dst), p->cmdbuf + PPC_PROCESS_DST, a.len))
+		return -EFAULT;
+	return copy_to_user(uarg, &a, sizeof(a)) ? -EFAULT : 0;
+}
+
+/* P2P_READ / P2P_WRITE between BAR2 and a bus address userspace names. */
+static long ppc_p2p(struct ppc_dev *p, void __user *uarg)
+{
+	struct protopciem_p2p a;
+	bool read;
+	int ret;
+
+	if (copy_from_user(&a, uarg, sizeof(a)))
+		return -EFAULT;
+	ret = ppc_check_argsz(uarg, a.argsz, sizeof(a));
+	if (ret)
+		return ret;
+	if (a.flags || (a.op != PROTOPCIEM_CMD_P2P_READ && a.op != PROTOPCIEM_CMD_P2P_WRITE) ||
+	    !a.len || a.len > PROTOPCIEM_P2P_MAX || a.peer_addr + a.len - 1 < a.peer_addr)
+		return -EINVAL;
+	/* The card DMAs wherever peer_addr points: as trusted as /dev/mem. */
+	if (!capable(CAP_SYS_RAWIO))
+		return -EPERM;
+	if (!(p->caps & PROTOPCIEM_CAPS_P2P) || !p->mem_size)
+		return -EOPNOTSUPP;
+	if (a.card_offset > p->mem_size || a.len > p->mem_size - a.card_offset)
+		return -EINVAL;
+	read = a.op == PROTOPCIEM_CMD_P2P_READ;
+	ppc_set_dma(p, read ? a.peer_addr : a.card_offset, read ? a.card_offset : a.peer_addr, a.len);
+	return ppc_run(p, a.op, NULL);
+}
+
 static long ppc_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
+	long (*fn)(struct ppc_dev *p, void __user *uarg);
 	struct ppc_dev *p = file->private_data;
 	long ret;
 
-	if (cmd != PROTOPCIEM_IOCTL_SUBMIT_FRAME && cmd != PROTOPCIEM_IOCTL_ARITH)
+	switch (cmd) {
+	case PROTOPCIEM_IOCTL_SUBMIT_FRAME:
+		fn = ppc_submit_frame;
+		break;
+	case PROTOPCIEM_IOCTL_ARITH:
+		fn = ppc_arith;
+		break;
+	case PROTOPCIEM_IOCTL_PROCESS:
+		fn = ppc_process;
+		break;
+	case PROTOPCIEM_IOCTL_P2P:
+		fn = ppc_p2p;
+		break;
+	default:
 		return -ENOTTY;
+	}
 	ret = mutex_lock_interruptible(&p->lock);
 	if (ret)
 		return ret;
-	if (p->gone)
-		ret = -ENODEV;
-	else if (cmd == PROTOPCIEM_IOCTL_SUBMIT_FRAME)
-		ret = ppc_submit_frame(p, (void __user *)arg);
-	else
-		ret = ppc_arith(p, (void __user *)arg);
+	ret = p->gone || ppc_dead(p) ? -ENODEV : fn(p, (void __user *)arg);
 	mutex_unlock(&p->lock);
 	return ret;
 }
@@ -315,7 +420,7 @@ static int ppc_mmap(struct file *file, struct vm_area_struct *vma)
 	if (vma->vm_pgoff || len > PAGE_ALIGN(PPC_FB_BYTES))
 		return -EINVAL;
 	mutex_lock(&p->lock);
-	if (p->gone)
+	if (p->gone || ppc_dead(p))
 		ret = -ENODEV;
 	else
 		ret = dma_mmap_coherent(&p->pdev->dev, vma, p->fb, p->fb_dma, len);
@@ -416,6 +521,12 @@ static int ppc_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	init_waitqueue_head(&p->wq);
 	pci_set_drvdata(pdev, p);
 
+	/* A card dead from the start is not bound: it would fail every call. */
+	if (ppc_rd(p, PROTOPCIEM_REG_STATUS) == PPC_ALL_ONES) {
+		dev_err(dev, "card reads all-ones: not binding\n");
+		ret = -ENODEV;
+		goto err_put;
+	}
 	p->ext = ppc_rd(p, PROTOPCIEM_REG_ID) == PROTOPCIEM_ID_VALUE;
 	if (p->ext) {
 		ver = ppc_rd(p, PROTOPCIEM_REG_VERSION);
@@ -424,7 +535,9 @@ static int ppc_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 			ret = -ENODEV;
 			goto err_put;
 		}
+		p->caps = ppc_rd(p, PROTOPCIEM_REG_CAPS);
 	}
+	p->mem_size = pci_resource_len(pdev, PROTOPCIEM_BAR_MEM);
 
 	p->cmdbuf = dma_alloc_coherent(dev, PROTOPCIEM_CMDBUF_MAX, &p->cmdbuf_dma, GFP_KERNEL);
 	if (!p->cmdbuf) {
