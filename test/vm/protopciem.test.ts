@@ -1,9 +1,10 @@
 // protopciem.ko, the ProtoPCIem card's driver, in the Debian VMs against a
 // minimal card on /dev/pciem (kernel/tests/protopciem_card.c). The behaviours
 // are in kernel/tests/protopciem_test.c (kselftest shape), which starts the
-// card in each mode it needs; this suite builds both, runs them as root in
-// the VM with pciem.ko and protopciem.ko loaded, and checks every verdict,
-// the MSI vector and dmesg afterwards.
+// card (one process per card, up to three at once) in each mode it needs;
+// this suite builds both, runs them as root in one VM boot per kernel with
+// pciem.ko and protopciem.ko loaded, and checks every verdict, the MSI
+// vector, the INTx fallback and dmesg afterwards.
 import { expect } from 'chai';
 import { relative } from 'node:path';
 import { CPrograms } from '../lib/ctest.js';
@@ -14,7 +15,10 @@ import { vmRunScript, type VmResult } from '../lib/vm.js';
 const BAD_DMESG = /BUG:|Oops|WARNING:|Call Trace|general protection|Kernel panic|nobody cared|hung_task/;
 
 /** Every test of protopciem_test.c, in its order. */
-const TESTS = ['probe', 'arith', 'cmdbuf', 'frame', 'timeout', 'error', 'surprise_removal', 'removal_with_mmap'];
+const TESTS = [
+  'probe', 'arith', 'cmdbuf', 'frame', 'process', 'p2p', 'p2p_refused', 'timeout', 'error', 'surprise_removal',
+  'removal_with_mmap', 'intx', 'several_cards', 'dead_idle', 'dead_in_flight', 'dead_silent', 'dead_at_probe',
+];
 
 let programs: CPrograms | undefined;
 
@@ -23,7 +27,7 @@ function build(): { test: string; card: string } {
   const includes = ['kernel/include/uapi'];
   return {
     card: programs.build('protopciem_card', { sources: ['kernel/tests/protopciem_card.c'], includes }),
-    test: programs.build('protopciem_test', { sources: ['kernel/tests/protopciem_test.c'], includes }),
+    test: programs.build('protopciem_test', { sources: ['kernel/tests/protopciem_test.c'], includes, flags: ['-pthread'] }),
   };
 }
 
@@ -43,7 +47,7 @@ kill $keep; wait $keep || true
 for i in $(seq 50); do [ -e /dev/protopciem ] || break; sleep 0.1; done
 PROTOPCIEM_CARD=${bins.card} ${bins.test} ${TESTS.join(' ')} || rc=$?
 echo "=== card log"
-cat /tmp/protopciem_card.log || true
+tail -n 20 /tmp/protopciem_card*.log || true
 echo "=== dmesg"
 dmesg
 exit $rc`, { timeoutSec: 600, kernel });
@@ -59,22 +63,27 @@ for (const kernel of ['6.12', '6.1'] as const) {
       for (const l of r.output.split('\n')) if (/^(ok|not ok|#|selftest)/.test(l)) console.log(`      ${l}`);
     });
 
-    it('binds by PCI ID with one MSI vector and /dev/protopciem', function () {
+    it('binds by PCI ID with one MSI vector and /dev/protopciem, or INTx on a card without MSI', function () {
       const irqs = r.output.slice(r.output.indexOf('=== interrupts'), r.output.indexOf('=== card log'));
       expect(irqs, r.output).to.match(/pciem-MSI\s.*protopciem/);
       expect(r.output).to.match(/protopciem \S+: bound: \/dev\/protopciem, MSI irq \d+/);
+      expect(r.output).to.match(/protopciem \S+: bound: \/dev\/protopciem, INTx irq \d+/);
+      expect(r.output).to.match(/protopciem \S+: bound: \/dev\/protopciem2, MSI irq \d+/);
     });
 
-    it(`arithmetic, command buffers, byte-exact frames, timeout, card errors, surprise removal (${TESTS.length} tests)`,
+    it(`every command (PROCESS_BUFFER, P2P between two cards too), frames, timeout, errors, removal, INTx, three cards, a dead card (${TESTS.length} tests)`,
       function () {
         expectSelftest(r, TESTS, { ordered: true });
       });
 
-    it('logs card errors and timeouts; dmesg stays clean: no oops, warning or hang', function () {
+    it('logs card errors, timeouts and dead cards; dmesg stays clean: no oops, warning or hang', function () {
       const dmesg = r.output.slice(r.output.indexOf('=== dmesg'));
       expect(dmesg, 'dmesg').to.not.match(BAD_DMESG);
       expect(dmesg).to.match(/protopciem \S+: EXECUTE_CMDBUF failed: error code 6/);
+      expect(dmesg).to.match(/protopciem \S+: P2P_WRITE failed: error code 6/);
       expect(dmesg).to.match(/protopciem \S+: ADD timed out after 2000 ms/);
+      expect(dmesg).to.match(/protopciem \S+: card reads all-ones: taken for dead/);
+      expect(dmesg).to.match(/protopciem \S+: card reads all-ones: not binding/);
     });
   });
 }
