@@ -3,40 +3,49 @@
  * pciem_trace: trap and emulate every CPU access to a synthetic BAR (see
  * pciem_trace.h for the contract).
  *
- * Three kprobes, all on function entries that ftrace can patch (checked on
- * Debian 6.1 and 6.12: present in /proc/kallsyms under these exact names,
- * listed in available_filter_functions, absent from the kprobe blacklist):
+ * Three hooks, each an ftrace_ops on one function entry (checked on Debian
+ * 6.1 and 6.12: present in /proc/kallsyms under these exact names and
+ * listed in available_filter_functions):
  *
  * ioremap_page_range(addr, end, phys, prot)
  *	x86's __ioremap_caller() is its only caller, and every ioremap flavour
  *	(ioremap, _wc, _uc, _wt, _cache, _prot; pci_iomap*, devm_ioremap*,
  *	memremap of non-RAM) goes through __ioremap_caller(), so this is the
  *	one choke point. When the range being mapped overlaps a traced range,
- *	the probe records the mapping and returns 0 from the function before
+ *	the hook records the mapping and returns 0 from the function before
  *	it writes a single entry: the vm area stays allocated but unmapped.
  *	No entry is ever present, so no TLB flush is needed and no other CPU
  *	can race through a window in which the physical address is mapped.
  *
  * iounmap(addr)
  *	Every ioremap mapping ends here (pci_iounmap, devm release and
- *	memunmap included). The probe forgets the mapping. The entries are
+ *	memunmap included). The hook forgets the mapping. The entries are
  *	still none, which vunmap_range_noflush() tears down without a word
  *	(it warns only about entries that are neither none nor present), so
  *	there is nothing to restore and no instant at which the unbacked
  *	address becomes reachable.
  *
  * bad_area_nosemaphore(regs, error_code, address)
- *	do_kern_addr_fault() (itself not probe-able) tail-calls it for a
+ *	do_kern_addr_fault() (itself not traceable) tail-calls it for a
  *	kernel-address fault that is not spurious and not a kprobe's own. The
- *	probe emulates the access and then, as override_function_with_return()
- *	does for error injection, sends the function straight to a return, so
- *	the oops path never runs. Faults it does not recognise continue as
- *	usual.
+ *	hook emulates the access and then, as livepatch redirects a function,
+ *	sends the function straight to a return, so the oops path never runs.
+ *	Faults it does not recognise continue as usual.
+ *
+ * Why ftrace_ops and not kprobes: kprobes do not nest. While any kprobe
+ * handler runs on a CPU (ours on ioremap, or anyone's), a kprobe hit there
+ * is dropped as "missed"; an interrupt or softirq arriving in that window
+ * whose handler reads a BAR - pciem delivers its interrupts from irq_work,
+ * on whichever CPU injects - would fault with nobody to emulate the access,
+ * and oops. An ftrace_ops without FTRACE_OPS_FL_RECURSION is called
+ * directly from its own trampoline, at every entry, in every context, so
+ * the fault hook runs whatever else is running on the CPU, and the mapping
+ * hooks leave no state behind that could stop it.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": trace: " fmt
 
 #include <linux/err.h>
-#include <linux/kprobes.h>
+#include <linux/ftrace.h>
 #include <linux/list.h>
 #include <linux/minmax.h>
 #include <linux/mm.h>
@@ -75,26 +84,26 @@ struct pciem_trace_map {
 /*
  * pciem_trace_lock serialises every change to the two lists, to
  * map->range and to pciem_trace_active. It is taken in process context:
- * add, remove, exit, and the ioremap/iounmap probes (they run in their
- * caller's context with preemption off; ioremap and iounmap sleep, so never
- * in IRQ context). The fault path never takes it: it walks pciem_trace_maps
- * under RCU, so a fault can be handled while any CPU holds the lock.
+ * add, remove, exit, and the ioremap/iounmap hooks (they run in their
+ * caller's context; ioremap and iounmap sleep, so never in IRQ context).
+ * The fault path never takes it: it walks pciem_trace_maps under RCU, so a
+ * fault can be handled while any CPU holds the lock - an interrupt handler
+ * reading a BAR while its CPU is in the ioremap hook included.
  * pciem_trace_remove() waits for in-flight faults with synchronize_rcu();
- * probe handlers run with preemption off, which that also waits for.
+ * the fault hook runs with IRQs off, which that also waits for.
  */
 static DEFINE_SPINLOCK(pciem_trace_lock);
 static LIST_HEAD(pciem_trace_ranges);
 static LIST_HEAD(pciem_trace_maps);	/* RCU readers: the fault path */
-static bool pciem_trace_active;		/* the probes are registered */
+static bool pciem_trace_active;		/* the hooks are registered */
 
 /* Per CPU, so the fault path never shares a cache line for a count. */
 static DEFINE_PER_CPU(struct pciem_trace_stats, pciem_trace_counts);
 
 /*
- * Where the probes send a probed function so that it returns at once, as
- * x86's override_function_with_return() does: the probe's exit returns
- * (never jumps) here with the stack as at the function's entry, so this
- * returns to the probed function's caller.
+ * Where the hooks send a hooked function so that it returns at once: the
+ * ftrace trampoline returns (never jumps) here with the stack as at the
+ * function's entry, so this returns to the hooked function's caller.
  */
 static noinline int pciem_trace_return_0(void)
 {
@@ -109,18 +118,6 @@ static noinline int pciem_trace_return_enomem(void)
 static void pciem_trace_return_now(struct pt_regs *regs, int (*ret)(void))
 {
 	instruction_pointer_set(regs, (unsigned long)ret);
-}
-
-/*
- * Never runs after a pre handler that redirected. Having one keeps kprobes
- * from jump-optimizing the probe (an optimized probe ignores a changed ip)
- * should it ever fall back from ftrace to int3, and makes ftrace register
- * the site as ip-modifying, so a livepatch of the same function is refused
- * instead of silently racing us.
- */
-static void pciem_trace_no_post(struct kprobe *kp, struct pt_regs *regs,
-				unsigned long flags)
-{
 }
 
 /* The instruction at ip; fewer bytes if the next page is unreadable. */
@@ -271,7 +268,7 @@ static bool pciem_trace_emulate(struct pt_regs *regs,
 	}
 	/*
 	 * Not a memory access of known length: in practice, the bytes at ip
-	 * were rewritten after the CPU ran them (an int3 of another kprobe
+	 * were rewritten after the CPU ran them (the int3 of a kprobe
 	 * placed on this very instruction). Nothing can be skipped safely,
 	 * and the kernel oopses as it would have without pciem.
 	 */
@@ -320,7 +317,7 @@ static bool pciem_trace_emulate(struct pt_regs *regs,
 	return true;
 }
 
-static int pciem_trace_fault_pre(struct kprobe *kp, struct pt_regs *pregs)
+static void pciem_trace_fault_hook(struct pt_regs *pregs)
 {
 	struct pt_regs *regs = (struct pt_regs *)regs_get_kernel_argument(pregs, 0);
 	unsigned long error_code = regs_get_kernel_argument(pregs, 1);
@@ -331,7 +328,7 @@ static int pciem_trace_fault_pre(struct kprobe *kp, struct pt_regs *pregs)
 	/* Ours are kernel-mode data accesses to a page that is not there. */
 	if (user_mode(regs) ||
 	    (error_code & (X86_PF_PROT | X86_PF_USER | X86_PF_RSVD | X86_PF_INSTR)))
-		return 0;
+		return;
 
 	rcu_read_lock();
 	list_for_each_entry_rcu(m, &pciem_trace_maps, node) {
@@ -342,10 +339,8 @@ static int pciem_trace_fault_pre(struct kprobe *kp, struct pt_regs *pregs)
 		}
 	}
 	rcu_read_unlock();
-	if (!handled)
-		return 0;
-	pciem_trace_return_now(pregs, pciem_trace_return_0);
-	return 1;
+	if (handled)
+		pciem_trace_return_now(pregs, pciem_trace_return_0);
 }
 
 /* The first range whose pages overlap [phys, phys + size). */
@@ -362,7 +357,7 @@ static struct pciem_trace_range *pciem_trace_find_range(phys_addr_t phys,
 	return NULL;
 }
 
-static int __pciem_trace_ioremap_pre(struct kprobe *kp, struct pt_regs *regs)
+static void pciem_trace_ioremap_hook(struct pt_regs *regs)
 {
 	unsigned long va = regs_get_kernel_argument(regs, 0);
 	unsigned long end = regs_get_kernel_argument(regs, 1);
@@ -371,12 +366,12 @@ static int __pciem_trace_ioremap_pre(struct kprobe *kp, struct pt_regs *regs)
 	struct pciem_trace_map *m = NULL;
 
 	if (end <= va)
-		return 0;
+		return;
 	spin_lock(&pciem_trace_lock);
 	r = pciem_trace_find_range(phys, end - va);
 	if (!r) {
 		spin_unlock(&pciem_trace_lock);
-		return 0;		/* not ours: map as usual */
+		return;			/* not ours: map as usual */
 	}
 	m = kmalloc(sizeof(*m), GFP_ATOMIC);
 	if (m && try_module_get(THIS_MODULE)) {
@@ -396,14 +391,13 @@ static int __pciem_trace_ioremap_pre(struct kprobe *kp, struct pt_regs *regs)
 		pr_warn_ratelimited("cannot trace a mapping of %pa: the mapping fails\n",
 				    &phys);
 		pciem_trace_return_now(regs, pciem_trace_return_enomem);
-		return 1;
+		return;
 	}
 	/* Skip the whole function: the area keeps no entries at all. */
 	pciem_trace_return_now(regs, pciem_trace_return_0);
-	return 1;
 }
 
-static int __pciem_trace_iounmap_pre(struct kprobe *kp, struct pt_regs *regs)
+static void pciem_trace_iounmap_hook(struct pt_regs *regs)
 {
 	unsigned long va = regs_get_kernel_argument(regs, 0) & PAGE_MASK;
 	struct pciem_trace_map *m, *found = NULL;
@@ -421,49 +415,69 @@ static int __pciem_trace_iounmap_pre(struct kprobe *kp, struct pt_regs *regs)
 		kfree_rcu(found, rcu);
 		module_put(THIS_MODULE);
 	}
-	return 0;
 }
 
-/*
- * kprobes do not nest: while one of our handlers runs on a CPU, an access to
- * a traced BAR there could not be emulated and would oops. Interrupt
- * handlers (pciem's own deliveries included) touch BARs, so the mapping
- * handlers run with interrupts off. (A VM test caught an MSI-X handler
- * interrupting this handler while pci_alloc_irq_vectors() mapped its table.)
- * The fault handler needs no such care: kernel page faults keep interrupts
- * off. The few instructions kprobes itself runs around the call remain.
- */
-static int pciem_trace_irqs_off(int (*handler)(struct kprobe *, struct pt_regs *),
-				struct kprobe *kp, struct pt_regs *regs)
+/* A hooked function: at each entry, ftrace calls fn with the full registers. */
+struct pciem_trace_hook {
+	struct ftrace_ops ops;
+	const char *symbol;
+	void (*fn)(struct pt_regs *regs);
+};
+
+static void pciem_trace_hook_entry(unsigned long ip, unsigned long parent_ip,
+				   struct ftrace_ops *ops,
+				   struct ftrace_regs *fregs)
 {
-	unsigned long flags;
+	struct pciem_trace_hook *h = container_of(ops, struct pciem_trace_hook, ops);
+	struct pt_regs *regs = ftrace_get_regs(fregs);
+
+	/* Always there: the ops asks for SAVE_REGS, which x86-64 has. */
+	if (regs)
+		h->fn(regs);
+}
+
+/* In registration order: the fault hook before any mapping is trapped. */
+static struct pciem_trace_hook pciem_trace_hooks[] = {
+	{ .symbol = "bad_area_nosemaphore", .fn = pciem_trace_fault_hook },
+	{ .symbol = "iounmap", .fn = pciem_trace_iounmap_hook },
+	{ .symbol = "ioremap_page_range", .fn = pciem_trace_ioremap_hook },
+};
+
+/*
+ * Hooks one function. No FTRACE_OPS_FL_RECURSION: ftrace then calls us
+ * directly, never skipping a call as recursive. IPMODIFY lets us redirect
+ * the function (and refuses a livepatch of it instead of racing us);
+ * PERMANENT keeps sysctl ftrace_enabled=0 from switching the trap off.
+ */
+static int pciem_trace_hook_register(struct pciem_trace_hook *h)
+{
+	char name[32];
 	int ret;
 
-	local_irq_save(flags);
-	ret = handler(kp, regs);
-	local_irq_restore(flags);
+	/* Fresh ops: they cannot be registered again as they are left. */
+	h->ops = (struct ftrace_ops){
+		.func = pciem_trace_hook_entry,
+		.flags = FTRACE_OPS_FL_SAVE_REGS | FTRACE_OPS_FL_IPMODIFY |
+			 FTRACE_OPS_FL_PERMANENT,
+	};
+	/* The filter parser may write into its buffer. */
+	strscpy(name, h->symbol, sizeof(name));
+	ret = ftrace_set_filter(&h->ops, name, strlen(name), 1);
+	if (!ret)
+		ret = register_ftrace_function(&h->ops);
+	if (ret) {
+		ftrace_free_filter(&h->ops);
+		pr_err("cannot hook %s: %d\n", h->symbol, ret);
+	}
 	return ret;
 }
 
-static int pciem_trace_ioremap_pre(struct kprobe *kp, struct pt_regs *regs)
+/* When it returns, no call of the hook runs or will run. */
+static void pciem_trace_hook_unregister(struct pciem_trace_hook *h)
 {
-	return pciem_trace_irqs_off(__pciem_trace_ioremap_pre, kp, regs);
+	unregister_ftrace_function(&h->ops);
+	ftrace_free_filter(&h->ops);
 }
-
-static int pciem_trace_iounmap_pre(struct kprobe *kp, struct pt_regs *regs)
-{
-	return pciem_trace_irqs_off(__pciem_trace_iounmap_pre, kp, regs);
-}
-
-static struct kprobe pciem_trace_fault_kp, pciem_trace_ioremap_kp,
-		     pciem_trace_iounmap_kp;
-
-/* In registration order: the fault handler before any mapping is trapped. */
-static struct kprobe *pciem_trace_probes[] = {
-	&pciem_trace_fault_kp,
-	&pciem_trace_iounmap_kp,
-	&pciem_trace_ioremap_kp,
-};
 
 int pciem_trace_init(void)
 {
@@ -477,28 +491,10 @@ int pciem_trace_init(void)
 	if (active)
 		return -EBUSY;
 
-	/* Fresh structs: a kprobe cannot be registered twice as it is left. */
-	pciem_trace_fault_kp = (struct kprobe){
-		.symbol_name = "bad_area_nosemaphore",
-		.pre_handler = pciem_trace_fault_pre,
-		.post_handler = pciem_trace_no_post,
-	};
-	pciem_trace_iounmap_kp = (struct kprobe){
-		.symbol_name = "iounmap",
-		.pre_handler = pciem_trace_iounmap_pre,
-	};
-	pciem_trace_ioremap_kp = (struct kprobe){
-		.symbol_name = "ioremap_page_range",
-		.pre_handler = pciem_trace_ioremap_pre,
-		.post_handler = pciem_trace_no_post,
-	};
-	for (i = 0; i < ARRAY_SIZE(pciem_trace_probes); i++) {
-		ret = register_kprobe(pciem_trace_probes[i]);
-		if (ret) {
-			pr_err("cannot probe %s: %d\n",
-			       pciem_trace_probes[i]->symbol_name, ret);
+	for (i = 0; i < ARRAY_SIZE(pciem_trace_hooks); i++) {
+		ret = pciem_trace_hook_register(&pciem_trace_hooks[i]);
+		if (ret)
 			goto err_unregister;
-		}
 	}
 	spin_lock(&pciem_trace_lock);
 	pciem_trace_active = true;
@@ -506,8 +502,8 @@ int pciem_trace_init(void)
 	return 0;
 
 err_unregister:
-	if (i)
-		unregister_kprobes(pciem_trace_probes, i);
+	while (i--)
+		pciem_trace_hook_unregister(&pciem_trace_hooks[i]);
 	return ret;
 }
 
@@ -517,6 +513,7 @@ void pciem_trace_exit(void)
 	struct pciem_trace_map *m, *mtmp;
 	LIST_HEAD(ranges);
 	LIST_HEAD(maps);
+	unsigned int i;
 	bool active;
 
 	spin_lock(&pciem_trace_lock);
@@ -526,8 +523,9 @@ void pciem_trace_exit(void)
 	if (!active)
 		return;
 
-	/* Waits for every handler still running: nothing reads the lists after. */
-	unregister_kprobes(pciem_trace_probes, ARRAY_SIZE(pciem_trace_probes));
+	/* Waits for every hook still running: nothing reads the lists after. */
+	for (i = ARRAY_SIZE(pciem_trace_hooks); i--;)
+		pciem_trace_hook_unregister(&pciem_trace_hooks[i]);
 
 	spin_lock(&pciem_trace_lock);
 	list_splice_init(&pciem_trace_ranges, &ranges);

@@ -21,11 +21,12 @@
  *   it outside the range, or one that straddles the end of the range, is
  *   refused like an unsupported instruction (below).
  * - Userspace mappings (sysfs resourceN, /dev/mem) are not traced.
- * - Accesses made from inside a kprobe or ftrace handler (the ops run inside
- *   one: they must not touch traced mappings), or from an NMI that
- *   interrupted such a handler, are not caught: the kernel oopses on them as
- *   on any access to unmapped memory. So does an access by an instruction
- *   that another kprobe has been placed on.
+ * - Accesses are caught in any context but NMI: with IRQs off, in hard and
+ *   soft interrupts, inside kprobe handlers (and in interrupts that arrive
+ *   while one runs). Not caught, and oopsing as any access to
+ *   unmapped memory would: accesses from the ops themselves (they run in
+ *   the fault hook: they must not touch traced mappings), and an access by
+ *   an instruction that a kprobe has replaced with int3.
  *
  * Instructions the decoder (pciem_insn.h) does not emulate - string moves
  * (memcpy_toio, memcpy_fromio), read-modify-write, SIMD - are refused: the
@@ -57,13 +58,13 @@ struct pciem_trace_ops {
 struct pciem_trace_range;
 
 /*
- * Registers the probes; module init, process context. 0, -EBUSY if already
- * done, or the -errno of the probe that could not be registered (logged).
+ * Registers the hooks; module init, process context. 0, -EBUSY if already
+ * done, or the -errno of the hook that could not be registered (logged).
  */
 int pciem_trace_init(void);
 
 /*
- * Module exit: unregisters the probes. Ranges still registered are removed
+ * Module exit: unregisters the hooks. Ranges still registered are removed
  * (with a warning) so nothing dangles.
  */
 void pciem_trace_exit(void);

@@ -29,6 +29,7 @@
 #include <linux/device.h>
 #include <linux/io.h>
 #include <linux/ioport.h>
+#include <linux/kprobes.h>
 #include <linux/kthread.h>
 #include <linux/pci.h>
 #include <linux/sched.h>
@@ -532,6 +533,57 @@ static void tt_context_check(void __iomem *base)
 		 x.cpu);
 }
 
+/*
+ * An interrupt that arrives while a kprobe handler runs on its CPU runs
+ * nested in it, as far as kprobes can tell (kprobe_running() is set).
+ * Accesses made there must still be emulated: kprobes would drop a fault
+ * hook of theirs as a missed nested hit, the reason the hooks are ftrace
+ * ops. Here the accesses come from the kprobe handler itself.
+ */
+struct tt_kp {
+	struct kprobe kp;
+	void __iomem *base;
+	u32 val;
+	bool ran;
+};
+
+static int tt_kp_pre(struct kprobe *kp, struct pt_regs *regs)
+{
+	struct tt_kp *x = container_of(kp, struct tt_kp, kp);
+
+	x->ran = true;
+	writel(0xb0b, x->base + 0x50);
+	x->val = readl(x->base + 0x54);
+	return 0;
+}
+
+/* What the check's kprobe sits on. */
+static noinline void tt_kprobed(void)
+{
+	barrier();
+}
+
+static void tt_kprobe_check(void __iomem *base)
+{
+	static const struct tt_expect e[] = { { 0x50, 4, 0xb0b } };
+	struct tt_kp x = {
+		.kp = { .addr = (kprobe_opcode_t *)tt_kprobed, .pre_handler = tt_kp_pre },
+		.base = base,
+	};
+	int ret;
+
+	tt_log_reset(&tt_a);
+	ret = register_kprobe(&x.kp);
+	if (!ret) {
+		tt_kprobed();
+		unregister_kprobe(&x.kp);
+	}
+	tt_check(!ret && x.ran && x.val == tt_pattern(0x54, 4) &&
+		 tt_log_is(&tt_a, e, ARRAY_SIZE(e)),
+		 "accesses made while a kprobe handler runs on the CPU are emulated (register_kprobe %d, handler ran %d)",
+		 ret, x.ran);
+}
+
 /* --- refusals -------------------------------------------------------- */
 
 static void tt_range_end_check(void __iomem *base)
@@ -953,6 +1005,7 @@ static int __init tt_init(void)
 	tt_sequence_check(base);
 	tt_concurrent_check(base);
 	tt_context_check(base);
+	tt_kprobe_check(base);
 	tt_range_end_check(base);
 	tt_refusal_checks(base);
 out_unmap:
@@ -966,11 +1019,6 @@ out_unmap:
 	tt_shape_check();
 	tt_check(list_empty(&pciem_trace_maps) && tt_holds_refs(0),
 		 "no traced mapping is left in the bookkeeping");
-	tt_check(!pciem_trace_fault_kp.nmissed && !pciem_trace_ioremap_kp.nmissed &&
-		 !pciem_trace_iounmap_kp.nmissed,
-		 "no probe hit was missed (fault %lu, ioremap %lu, iounmap %lu)",
-		 pciem_trace_fault_kp.nmissed, pciem_trace_ioremap_kp.nmissed,
-		 pciem_trace_iounmap_kp.nmissed);
 out:
 	pr_info("%u passed, %u failed\n", tt_passed, tt_failed);
 	if (ret || tt_failed) {
