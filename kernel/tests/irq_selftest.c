@@ -8,7 +8,7 @@
  *   irq_selftest [NAME...]    run the named tests (default: all but none)
  *   irq_selftest --list
  * Environment: PCIEM_IRQ_BURST (injections per burst test, 10000),
- * PCIEM_FUZZ_CALLS (100000).
+ * PCIEM_FUZZ_CALLS (100000), PCIEM_STORM_SECONDS (ioremap_storm, 5).
  */
 #include "selftest_lib.h"
 
@@ -861,6 +861,115 @@ static int t_rebind_under_fire(void)
 }
 
 /*
+ * Interrupts arriving while a driver maps and unmaps BAR memory: the case
+ * that once oopsed, when pciem's ioremap hook was a kprobe and an
+ * interrupt whose handler read a BAR landed in it. On every CPU the driver
+ * ioremaps, reads and iounmaps BAR0 of function 0 in a loop; function 0's
+ * INTx stays asserted with nobody clearing the cause, so its handler (which
+ * reads the BAR) keeps coming back from pciem's re-fire timer, at any
+ * instant of the loops; function 1 takes a stream of MSI-X injections from
+ * another thread, each handler reading the BAR too. None may be lost.
+ */
+#define IRQ_SCRATCH	0x04
+#define IRQ_SCRATCH_VAL	0x5eed1234
+
+static double storm_seconds = 5;
+
+struct storm_loop {
+	const char *bdf;
+	int cpu;
+	unsigned long maps;
+	int err;
+	double end;
+};
+
+static void *storm_loop(void *arg)
+{
+	struct storm_loop *l = arg;
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(l->cpu, &set);
+	l->err = pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+	while (!l->err && now_s() < l->end) {
+		l->err = drv(l->bdf, "ioremap", "200 %x", IRQ_SCRATCH_VAL);
+		l->maps += 200;
+	}
+	return NULL;
+}
+
+struct storm_fire {
+	struct irq_card *ic;
+	int stop;
+	unsigned long sent;
+	int err;
+};
+
+static void *storm_fire(void *arg)
+{
+	struct storm_fire *fi = arg;
+
+	while (!fi->err && !__atomic_load_n(&fi->stop, __ATOMIC_RELAXED)) {
+		fi->err = inject(fi->ic, 1, fi->sent % IRQ_MSIX_VECS);
+		fi->sent += !fi->err;
+	}
+	return NULL;
+}
+
+static int t_ioremap_storm(void)
+{
+	struct irq_card_desc d = { .nfuncs = 2, .msi = true, .msix = true };
+	int ncpu = sysconf(_SC_NPROCESSORS_ONLN), i;
+	struct storm_loop loops[16];
+	pthread_t tid[16], ftid;
+	struct pciem_irq_status st0;
+	struct storm_fire fi = { 0 };
+	struct irq_card ic;
+	unsigned long maps = 0;
+	uint64_t intx, msix;
+	double t0;
+
+	if (ncpu > 16)
+		ncpu = 16;
+	if (irq_card_make(&ic, &d))
+		return -1;
+	fi.ic = &ic;
+	for (i = 0; i < 2; i++)
+		ic.bar0[i][IRQ_SCRATCH / 4] = IRQ_SCRATCH_VAL;
+	CHECK(drv(ic.bdf[0], "mode", "intx") == 0 && drv(ic.bdf[0], "ack", "0") == 0,
+	      "function 0: intx: %s", strerror(errno));
+	CHECK(drv(ic.bdf[1], "mode", "msix 8") == 0 && drv(ic.bdf[1], "touch", "1") == 0,
+	      "function 1: msix 8: %s", strerror(errno));
+	set_cause(&ic, 0, 1);
+	CHECK(set_intx(&ic, 0, 1) == 0, "assert INTx: %s", strerror(errno));
+	t0 = now_s();
+	CHECK(pthread_create(&ftid, NULL, storm_fire, &fi) == 0, "pthread_create");
+	for (i = 0; i < ncpu; i++) {
+		loops[i] = (struct storm_loop){ .bdf = ic.bdf[0], .cpu = i, .end = t0 + storm_seconds };
+		CHECK(pthread_create(&tid[i], NULL, storm_loop, &loops[i]) == 0, "pthread_create");
+	}
+	for (i = 0; i < ncpu; i++) {
+		pthread_join(tid[i], NULL);
+		CHECK(!loops[i].err, "ioremap loop on CPU %d: %s", i, strerror(-loops[i].err));
+		maps += loops[i].maps;
+	}
+	__atomic_store_n(&fi.stop, 1, __ATOMIC_RELAXED);
+	pthread_join(ftid, NULL);
+	CHECK(!fi.err, "MSI-X injection: %s", strerror(-fi.err));
+	CHECK(set_intx(&ic, 0, 0) == 0, "deassert INTx");
+	CHECK(irq_status(&ic, 0, &st0) == 0, "status");
+	intx = settle_count(ic.bdf[0], 0, 0.3);
+	wait_count(ic.bdf[1], -1, fi.sent, 30);
+	msix = settle_count(ic.bdf[1], -1, 0.3);
+	diag("%lu ioremaps on %d CPUs in %.1f s, under %llu INTx runs (%llu re-fires) and %lu MSI-X injections",
+	     maps, ncpu, storm_seconds, (unsigned long long)intx, (unsigned long long)st0.intx_refires, fi.sent);
+	CHECK(intx >= 100, "only %llu INTx handler runs during the loops", (unsigned long long)intx);
+	CHECK(msix == fi.sent, "%llu MSI-X handler runs for %lu injections", (unsigned long long)msix, fi.sent);
+	irq_card_close(&ic);
+	return 0;
+}
+
+/*
  * A stock driver: uio_pci_generic handles INTx by setting Interrupt
  * Disable (pci_check_and_mask_intx()) and reporting the event; userspace
  * clears it to take the next one.
@@ -1225,6 +1334,7 @@ static const struct test tests[] = {
 	{ "irqfd", t_irqfd, true },
 	{ "switch_under_fire", t_switch_under_fire, true },
 	{ "rebind_under_fire", t_rebind_under_fire, true },
+	{ "ioremap_storm", t_ioremap_storm, true },
 	{ "uio_intx", t_uio_intx, true },
 	{ "errors", t_errors, true },
 	{ "remove", t_remove, true },
@@ -1237,6 +1347,8 @@ int main(int argc, char **argv)
 		burst = strtoul(getenv("PCIEM_IRQ_BURST"), NULL, 0);
 	if (getenv("PCIEM_FUZZ_CALLS"))
 		fuzz_calls = strtoul(getenv("PCIEM_FUZZ_CALLS"), NULL, 0);
+	if (getenv("PCIEM_STORM_SECONDS"))
+		storm_seconds = strtod(getenv("PCIEM_STORM_SECONDS"), NULL);
 	testdrv_device = IRQ_DEVICE;
 	testdrv_root = "/sys/kernel/debug/pciem_irqdrv";
 	return selftest_main(argc, argv, tests, ARRAY_SIZE(tests));

@@ -17,10 +17,15 @@
  *     mask_lazy  write "V": disable_irq() as drivers get it by default
  *     unmask     write "V": enable_irq()
  *     ack        write 0 or 1: whether the INTx handler clears the cause
- * BAR0 register:
- *   0x00 CAUSE  the card sets it non-zero with INTx; the INTx handler reads
- *               it (0: not this device, IRQ_NONE) and, with ack 1, writes
- *               0 to clear it
+ *     touch      write 0 or 1: whether every handler run also reads SCRATCH
+ *     ioremap    write "N HEX": N times, from the writer's context, map
+ *                the first page of BAR0 afresh (ioremap), read SCRATCH
+ *                there and unmap it; -EIO unless every read gave HEX
+ * BAR0 registers:
+ *   0x00 CAUSE    the card sets it non-zero with INTx; the INTx handler
+ *                 reads it (0: not this device, IRQ_NONE) and, with ack 1,
+ *                 writes 0 to clear it
+ *   0x04 SCRATCH  read by the handlers (touch) and the ioremap loop
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -40,6 +45,7 @@
 #define IRQDRV_VENDOR	0x1f0c
 #define IRQDRV_DEVICE	0xfff1
 #define IRQDRV_CAUSE	0x00
+#define IRQDRV_SCRATCH	0x04
 #define IRQDRV_MAX_VEC	64
 
 enum irqdrv_mode { IRQDRV_NONE, IRQDRV_INTX, IRQDRV_MSI, IRQDRV_MSIX };
@@ -66,6 +72,7 @@ struct irqdrv {
 	struct irqdrv_vec *vec;
 	atomic64_t none;
 	bool ack;		/* READ_ONCE in the handler */
+	bool touch;		/* READ_ONCE in the handler */
 	char name[32];
 };
 
@@ -87,6 +94,8 @@ static irqreturn_t irqdrv_handler(int irq, void *data)
 		if (READ_ONCE(d->ack))
 			writel(0, d->bar0 + IRQDRV_CAUSE);
 	}
+	if (READ_ONCE(d->touch))
+		readl(d->bar0 + IRQDRV_SCRATCH);
 	atomic64_inc(&v->count);
 	return IRQ_HANDLED;
 }
@@ -315,17 +324,60 @@ static ssize_t irqdrv_unmask_write(struct file *f, const char __user *ubuf, size
 	return irqdrv_mask_op(f, ubuf, len, IRQDRV_UNMASK);
 }
 
+static ssize_t irqdrv_bool_write(const char __user *ubuf, size_t len, bool *knob)
+{
+	bool val;
+	int ret;
+
+	ret = kstrtobool_from_user(ubuf, len, &val);
+	if (ret)
+		return ret;
+	WRITE_ONCE(*knob, val);
+	return len;
+}
+
 static ssize_t irqdrv_ack_write(struct file *f, const char __user *ubuf, size_t len, loff_t *pos)
 {
 	struct irqdrv *d = f->private_data;
-	bool ack;
-	int ret;
 
-	ret = kstrtobool_from_user(ubuf, len, &ack);
+	return irqdrv_bool_write(ubuf, len, &d->ack);
+}
+
+static ssize_t irqdrv_touch_write(struct file *f, const char __user *ubuf, size_t len, loff_t *pos)
+{
+	struct irqdrv *d = f->private_data;
+
+	return irqdrv_bool_write(ubuf, len, &d->touch);
+}
+
+/*
+ * Fresh mappings of BAR0 in a loop, as drivers make them at probe and in
+ * their error paths, while interrupts (whose handlers read the BAR) keep
+ * arriving on this CPU.
+ */
+static ssize_t irqdrv_ioremap_write(struct file *f, const char __user *ubuf, size_t len,
+				    loff_t *pos)
+{
+	struct irqdrv *d = f->private_data;
+	unsigned int n, want, bad = 0;
+	void __iomem *p;
+	char buf[32];
+	ssize_t ret;
+
+	ret = irqdrv_copy_cmd(buf, sizeof(buf), ubuf, len);
 	if (ret)
 		return ret;
-	WRITE_ONCE(d->ack, ack);
-	return len;
+	if (sscanf(buf, "%u %x", &n, &want) != 2)
+		return -EINVAL;
+	while (n--) {
+		p = ioremap(pci_resource_start(d->pdev, 0), PAGE_SIZE);
+		if (!p)
+			return -ENOMEM;
+		bad += readl(p + IRQDRV_SCRATCH) != want;
+		iounmap(p);
+		cond_resched();
+	}
+	return bad ? -EIO : len;
 }
 
 #define IRQDRV_FOPS(_name, _read, _write)		\
@@ -345,6 +397,8 @@ IRQDRV_FOPS(irqdrv_mask_fops, NULL, irqdrv_mask_write);
 IRQDRV_FOPS(irqdrv_mask_lazy_fops, NULL, irqdrv_mask_lazy_write);
 IRQDRV_FOPS(irqdrv_unmask_fops, NULL, irqdrv_unmask_write);
 IRQDRV_FOPS(irqdrv_ack_fops, NULL, irqdrv_ack_write);
+IRQDRV_FOPS(irqdrv_touch_fops, NULL, irqdrv_touch_write);
+IRQDRV_FOPS(irqdrv_ioremap_fops, NULL, irqdrv_ioremap_write);
 
 static int irqdrv_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 {
@@ -376,6 +430,8 @@ static int irqdrv_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	debugfs_create_file("mask_lazy", 0200, d->dir, d, &irqdrv_mask_lazy_fops);
 	debugfs_create_file("unmask", 0200, d->dir, d, &irqdrv_unmask_fops);
 	debugfs_create_file("ack", 0200, d->dir, d, &irqdrv_ack_fops);
+	debugfs_create_file("touch", 0200, d->dir, d, &irqdrv_touch_fops);
+	debugfs_create_file("ioremap", 0200, d->dir, d, &irqdrv_ioremap_fops);
 	pci_set_drvdata(pdev, d);
 	dev_info(&pdev->dev, "bound, INTx irq %u\n", pdev->irq);
 	return 0;

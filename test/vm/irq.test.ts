@@ -16,7 +16,7 @@ const BAD_DMESG = /BUG:|Oops|WARNING:|Call Trace|general protection|Kernel panic
 const TESTS = [
   'msi_burst', 'msix_burst', 'intx_burst', 'concurrent', 'msi_mask', 'msix_mask', 'msix_function_mask',
   'lazy_disable', 'msi_plain', 'flr', 'intx_level', 'intx_disable', 'irqfd', 'switch_under_fire',
-  'rebind_under_fire', 'uio_intx', 'errors', 'remove', 'fuzz'];
+  'rebind_under_fire', 'ioremap_storm', 'uio_intx', 'errors', 'remove', 'fuzz'];
 
 let selftest = '';
 let programs: CPrograms | undefined;
@@ -27,7 +27,7 @@ function runSelftest(kernel: KernelVersion): Promise<VmResult> {
   return vmRunScript(`insmod ${pciem}
 insmod ${drv}
 rc=0
-PCIEM_IRQ_BURST=10000 PCIEM_FUZZ_CALLS=100000 ${selftest} ${TESTS.join(' ')} || rc=$?
+PCIEM_IRQ_BURST=10000 PCIEM_FUZZ_CALLS=100000 PCIEM_STORM_SECONDS=3 ${selftest} ${TESTS.join(' ')} || rc=$?
 echo "=== interrupts"
 grep -E 'pciem|CPU' /proc/interrupts || true
 echo "=== dmesg"
@@ -57,7 +57,7 @@ for (const kernel of ['6.12', '6.1'] as const) {
       for (const l of run.output.split('\n')) if (/^(ok|not ok|#|selftest)/.test(l)) console.log(`      ${l}`);
     });
 
-    it(`bursts of 10,000 counted exactly, masking, INTx level, irqfds, removal, bad input (${TESTS.length} tests)`,
+    it(`bursts of 10,000 counted exactly, masking, INTx level, irqfds, interrupts during ioremap loops, removal, bad input (${TESTS.length} tests)`,
       function () {
         expectSelftest(run, TESTS, { ordered: true });
       });
