@@ -106,6 +106,40 @@ Napi::Value Ioctl(const Napi::CallbackInfo &info) {
   return Napi::Number::New(env, r);
 }
 
+// ioctlPtr(fd, request, arg, ptrOffset, data) -> result: as ioctl(), for
+// the structs that carry a user pointer (DMA, P2P): the address of `data`'s
+// bytes is stored as a u64 at arg[ptrOffset] first. The caller owns the
+// struct layout; this only supplies the one thing JavaScript cannot know.
+Napi::Value IoctlPtr(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int64_t fd, req, off;
+  if (!ArgInt(info, 0, "fd", 0, INT32_MAX, &fd) || !ArgInt(info, 1, "request", 0, UINT32_MAX, &req) ||
+      !ArgInt(info, 3, "ptrOffset", 0, 4096, &off))
+    return env.Undefined();
+  if (info.Length() < 5 || !info[2].IsTypedArray() || !info[4].IsTypedArray()) {
+    Napi::TypeError::New(env, "arg and data must be Uint8Arrays").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Uint8Array a = info[2].As<Napi::Uint8Array>();
+  Napi::Uint8Array d = info[4].As<Napi::Uint8Array>();
+  if (a.ByteLength() != _IOC_SIZE(static_cast<unsigned long>(req))) {
+    Napi::RangeError::New(env, "arg size does not match the ioctl request").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  if (static_cast<size_t>(off) + sizeof(uint64_t) > a.ByteLength()) {
+    Napi::RangeError::New(env, "ptrOffset is outside arg").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  uint64_t ptr = reinterpret_cast<uintptr_t>(d.Data());
+  std::memcpy(a.Data() + off, &ptr, sizeof(ptr));
+  int r = ioctl(static_cast<int>(fd), static_cast<unsigned long>(req), a.Data());
+  if (r < 0) {
+    SysError(env, "ioctl", errno).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, r);
+}
+
 struct Mapping {
   void *addr;  // nullptr once munmap() took it down
   size_t len;
@@ -315,6 +349,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("open", Napi::Function::New(env, Open));
   exports.Set("close", Napi::Function::New(env, Close));
   exports.Set("ioctl", Napi::Function::New(env, Ioctl));
+  exports.Set("ioctlPtr", Napi::Function::New(env, IoctlPtr));
   exports.Set("mmap", Napi::Function::New(env, Mmap));
   exports.Set("munmap", Napi::Function::New(env, Munmap));
   exports.Set("memfdCreate", Napi::Function::New(env, MemfdCreate));

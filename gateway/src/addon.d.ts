@@ -13,6 +13,11 @@ export interface Native {
   close(fd: number): void;
   /** The ioctl's result; `arg` must be exactly the size the request encodes. */
   ioctl(fd: number, request: number, arg?: Uint8Array | null): number;
+  /**
+   * ioctl() for structs that carry a user pointer: the address of `data`'s
+   * first byte is stored as a u64 at `arg[ptrOffset]` before the call.
+   */
+  ioctlPtr(fd: number, request: number, arg: Uint8Array, ptrOffset: number, data: Uint8Array): number;
   /** A shared read-write mapping, unmapped by munmap() or when the ArrayBuffer is collected. */
   mmap(fd: number, length: number, offset: number): ArrayBuffer;
   /** Unmaps now and detaches the ArrayBuffer (its views become empty). */

@@ -7,7 +7,7 @@
 //   ... d.close();   // surprise removal for the host
 import { PciemError, fromSysError } from '../errors.js';
 import { native } from '../native.js';
-import { EVENT, IOCTL, RING, RING_FLAG, S, encode, field, type StructDef, type Values } from './uapi.js';
+import { CAP, DMA_FLAG, EVENT, IOCTL, RING, RING_FLAG, S, encode, field, offsetOf, type StructDef, type Values } from './uapi.js';
 
 export interface PciemEvent {
   seq: bigint;
@@ -55,6 +55,8 @@ export class PciemDevice {
   private readonly maps: ArrayBuffer[] = [];
   private poller: { close(): void } | null = null;
   private closed = false;
+  private paused = false;
+  private handler: ((events: PciemEvent[]) => void) | null = null;
 
   private constructor(private readonly fd: number) {}
 
@@ -121,6 +123,18 @@ export class PciemDevice {
     }));
   }
 
+  /** An MSI-X capability whose table and PBA live in BAR `bar` (pciem serves them). */
+  addMsix(func: number, bar: number, vectors: number, tableOffset: number, pbaOffset: number): void {
+    this.call(IOCTL.ADD_CAPABILITY, `ADD_CAPABILITY MSI-X ${func}`, encode(S.cap_config, {
+      cap_type: CAP.MSIX, func, 'msix.bar_index': bar, 'msix.table_offset': tableOffset, 'msix.pba_offset': pbaOffset, 'msix.table_size': vectors,
+    }));
+  }
+
+  /** A capability without parameters: power management or PCI Express. */
+  addCapability(func: number, cap: 'PM' | 'PCIE'): void {
+    this.call(IOCTL.ADD_CAPABILITY, `ADD_CAPABILITY ${cap} ${func}`, encode(S.cap_config, { cap_type: CAP[cap], func }));
+  }
+
   traceBar(func: number, bar: number, flags: number): void {
     this.call(IOCTL.TRACE_BAR, `TRACE_BAR ${func}.${bar}`, encode(S.trace_bar, { func, bar_index: bar, flags }));
   }
@@ -139,6 +153,40 @@ export class PciemDevice {
 
   completeRead(seq: bigint, data: bigint): void {
     this.ext(S.read_reply, IOCTL.COMPLETE_READ, `COMPLETE_READ ${seq}`, { seq, data });
+  }
+
+  /** One interrupt: MSI-X/MSI vector, or an INTx pulse, as the host set the function up. */
+  injectIrq(func: number, vector: number): void {
+    this.call(IOCTL.INJECT_IRQ, `INJECT_IRQ ${func}/${vector}`, encode(S.irq_inject, { vector, func }));
+  }
+
+  /** Drives the function's INTx line as a level. */
+  setIntx(func: number, level: boolean): void {
+    this.ext(S.intx, IOCTL.SET_INTX, `SET_INTX ${func} ${level ? 'assert' : 'deassert'}`, { func, level: level ? 1 : 0 });
+  }
+
+  /** The card reads `length` bytes of host memory at bus address `iova` (confined to the driver's mappings). */
+  dmaRead(func: number, iova: bigint, length: number): Uint8Array {
+    const data = new Uint8Array(length);
+    this.dma(func, iova, data, DMA_FLAG.READ);
+    return data;
+  }
+
+  /** The card writes `data` to host memory at bus address `iova`; visible to the host when this returns. */
+  dmaWrite(func: number, iova: bigint, data: Uint8Array): void {
+    this.dma(func, iova, data, DMA_FLAG.WRITE);
+  }
+
+  private dma(func: number, iova: bigint, data: Uint8Array, flags: number): void {
+    const what = `DMA ${flags === DMA_FLAG.READ ? 'read' : 'write'} of ${data.length} bytes at 0x${iova.toString(16)}`;
+    if (this.closed) throw new PciemError('PCIEM_ERR_NO_DEVICE', `${what}: the device is closed`);
+    if (data.length === 0) return;
+    const arg = encode(S.dma_op, { guest_iova: iova, length: data.length, flags, func });
+    try {
+      native.ioctlPtr(this.fd, IOCTL.DMA, arg, offsetOf(S.dma_op, 'user_addr'), data);
+    } catch (e) {
+      throw fromSysError(e, what);
+    }
   }
 
   stats(): PciemStats {
@@ -228,12 +276,31 @@ export class PciemDevice {
         return;
       }
       native.readEventFd(this.eventFd);
+      if (this.paused) return;
       const events = this.drain();
       if (events.length) handler(events);
     });
+    this.handler = handler;
     // Events may have arrived before the eventfd was attached.
     const early = this.drain();
     if (early.length) queueMicrotask(() => handler(early));
+  }
+
+  /**
+   * Backpressure: while paused, events stay in the ring (a lossless ring
+   * then makes the driver wait); resume() delivers what arrived meanwhile.
+   */
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    const handler = this.handler;
+    if (!handler || this.closed) return;
+    const events = this.drain();
+    if (events.length) handler(events);
   }
 
   /**

@@ -39,6 +39,14 @@ export const S = {
   event: def('pciem_event', 48, {
     seq: ['u64', 0], type: ['u32', 8], bar: ['u32', 12], offset: ['u64', 16], size: ['u32', 24], data: ['u64', 32], timestamp: ['u64', 40],
   }),
+  irq_inject: def('pciem_irq_inject', 8, { vector: ['u32', 0], func: ['u8', 4] }),
+  dma_op: def('pciem_dma_op', 32, {
+    guest_iova: ['u64', 0], user_addr: ['u64', 8], length: ['u32', 16], pasid: ['u32', 20], flags: ['u32', 24], func: ['u8', 28],
+  }),
+  p2p_op_user: def('pciem_p2p_op_user', 32, {
+    target_phys_addr: ['u64', 0], user_addr: ['u64', 8], length: ['u32', 16], flags: ['u32', 20], func: ['u8', 24],
+  }),
+  intx: def('pciem_intx', 16, { argsz: ['u32', 0], flags: ['u32', 4], func: ['u8', 8], level: ['u8', 9] }),
   trace_bar: def('pciem_trace_bar', 12, { bar_index: ['u32', 0], flags: ['u32', 4], func: ['u8', 8] }),
   eventfd_config: def('pciem_eventfd_config', 8, { eventfd: ['s32', 0] }),
   bar_info_query: def('pciem_bar_info_query', 32, { bar_index: ['u32', 0], phys_addr: ['u64', 8], size: ['u64', 16], flags: ['u32', 24], func: ['u8', 28] }),
@@ -74,6 +82,9 @@ export const IOCTL = {
   ADD_CAPABILITY: ioc(WRITE, 12, S.cap_config.size),
   SET_CONFIG: ioc(WRITE, 13, S.config_space.size),
   REGISTER: ioc(NONE, 14, 0),
+  INJECT_IRQ: ioc(WRITE, 15, S.irq_inject.size),
+  DMA: ioc(READ | WRITE, 16, S.dma_op.size),
+  P2P: ioc(READ | WRITE, 18, S.p2p_op_user.size),
   GET_BAR_INFO: ioc(READ | WRITE, 19, S.bar_info_query.size),
   SET_EVENTFD: ioc(WRITE, 21, S.eventfd_config.size),
   TRACE_BAR: ioc(READ | WRITE, 25, S.trace_bar.size),
@@ -83,10 +94,12 @@ export const IOCTL = {
   SET_READ_REGION: ioc(WRITE, 42, S.read_region.size),
   COMPLETE_READ: ioc(WRITE, 43, S.read_reply.size),
   GET_STATS: ioc(READ | WRITE, 44, S.stats_query.size),
+  SET_INTX: ioc(WRITE, 48, S.intx.size),
 } as const;
 
 export const EVENT = { MMIO_READ: 1, MMIO_WRITE: 2, CONFIG_WRITE: 4, RESET: 6, MMIO_READ_SYNC: 7, POWER: 8 } as const;
 export const TRACE = { READS: 1, WRITES: 2, STOP_WRITES: 4 } as const;
+export const DMA_FLAG = { READ: 1, WRITE: 2 } as const;
 export const RING_FLAG = { LOSSLESS: 1, CONFIG_EVENTS: 2 } as const;
 export const CAP = { MSI: 0, MSIX: 1, PM: 2, PCIE: 3, VSEC: 4, PASID: 5 } as const;
 export const BAR_FLAG = { MEM_64: 0x4, PREFETCH: 0x8 } as const;
@@ -105,6 +118,13 @@ export function encode(s: StructDef, values: Values = {}): Uint8Array {
     items.forEach((v, i) => put(dv, f.type, f.offset + i * SIZES[f.type], v));
   }
   return buf;
+}
+
+/** A field's byte offset in its struct. */
+export function offsetOf(s: StructDef, name: string): number {
+  const f = s.fields[name];
+  if (!f) throw new TypeError(`${s.name} has no field ${name}`);
+  return f.offset;
 }
 
 /** Reads one field (bigint for u64). */
