@@ -1,0 +1,386 @@
+// The gateway's relay (gateway/src/relay) with no kernel and no QEMU: a
+// model peer written here speaks the wire protocol to a real GatewayServer
+// on a UNIX socket; the host is the FakeHost, played as the driver. Covers
+// the session rules of docs/protocol.md ("A session"), the relay in both
+// directions, ordering (invariants 2 and 3), backpressure and bad input.
+import { expect } from 'chai';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { FakeBackend, type FakeHost } from '../../gateway/src/relay/fake-host.js';
+import { GatewayServer } from '../../gateway/src/relay/server.js';
+import type { ModelSession } from '../../gateway/src/relay/session.js';
+import { FrameReader } from '../../gateway/src/proto/frames.js';
+import {
+  BarFlags, IrqKind, MsiFlags, Role, encodeFrame,
+  type DeviceRequest, type Message,
+} from '../../proto/generated/wire.js';
+
+const CARD: DeviceRequest = {
+  name: 'test-card', vendor_id: 0x1f0c, device_id: 0x0001, subsystem_vendor_id: 0, subsystem_id: 0,
+  class_code: 0x038000, revision: 1, interrupt_pin: 1, msi_vectors: 1, msi_flags: MsiFlags.ADDR64 | MsiFlags.MASKING,
+  msix_vectors: 0, msix_bar: 0, msix_table_offset: 0, msix_pba_offset: 0, caps: 0,
+  bars: [{ index: 0, size: 0x10000n, flags: BarFlags.MEM64 }, { index: 2, size: 0x100000n, flags: BarFlags.MEM64 | BarFlags.PREFETCH }],
+  traced: [{ bar: 0, offset: 0n, size: 0x1000n }],
+  read_via_model: [{ bar: 0, offset: 0x800n, size: 0x800n }],
+};
+
+/** The model end of a connection: sends frames, collects what the gateway sends. */
+class ModelPeer {
+  readonly received: Message[] = [];
+  readonly refused: string[] = [];
+  private readonly reader = new FrameReader();
+  private waiters: (() => void)[] = [];
+  private nextId = 1;
+  ended = false;
+
+  constructor(readonly sock: Socket) {
+    sock.on('data', (c: Buffer) => {
+      for (const r of this.reader.push(c)) {
+        if (r.ok) this.received.push(r.message);
+        else this.refused.push(r.error.code);
+      }
+      this.wake();
+    });
+    sock.on('close', () => {
+      this.ended = true;
+      this.wake();
+    });
+    sock.on('error', () => undefined);
+  }
+
+  static connect(path: string): Promise<ModelPeer> {
+    return new Promise((resolve, reject) => {
+      const s = connect(path, () => resolve(new ModelPeer(s)));
+      s.once('error', reject);
+    });
+  }
+
+  private wake(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+
+  id(): number {
+    return this.nextId++;
+  }
+
+  send(m: Message): void {
+    this.sock.write(encodeFrame(m));
+  }
+
+  raw(b: Uint8Array): void {
+    this.sock.write(b);
+  }
+
+  /** Waits until a received message matches; returns it (and removes it from `received`). */
+  async take(pred: (m: Message) => boolean, timeoutMs = 5000): Promise<Message> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const i = this.received.findIndex(pred);
+      if (i >= 0) return this.received.splice(i, 1)[0] as Message;
+      if (this.ended) throw new Error(`connection closed; got ${this.received.map((m) => m.cmd).join(',')}`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out; got ${this.received.map((m) => `${m.cmd}${m.reply ? '/r' : ''}`).join(',')}`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+  }
+
+  async closed(timeoutMs = 5000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.ended) {
+      if (Date.now() > deadline) throw new Error('the gateway did not close the connection');
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, 50);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+  }
+
+  async hello(versionMin = 1, versionMax = 1): Promise<Message> {
+    const id = this.id();
+    this.send({ cmd: 'HELLO', id, reply: false, posted: false, error: 'NONE', body: { version_min: versionMin, version_max: versionMax, role: Role.MODEL, name: 'model-peer' } });
+    return this.take((m) => m.cmd === 'HELLO' && m.id === id);
+  }
+
+  async device(desc: DeviceRequest = CARD): Promise<Message> {
+    const id = this.id();
+    this.send({ cmd: 'DEVICE', id, reply: false, posted: false, error: 'NONE', body: desc });
+    return this.take((m) => m.cmd === 'DEVICE' && m.id === id);
+  }
+}
+
+describe('gateway relay (FakeHost, no kernel, no QEMU)', function () {
+  this.timeout(60_000);
+  let dir: string;
+  let backend: FakeBackend;
+  let server: GatewayServer;
+  let peer: ModelPeer;
+
+  beforeEach(async function () {
+    dir = mkdtempSync(join(tmpdir(), 'pciem-relay-'));
+    backend = new FakeBackend(300);
+    server = new GatewayServer({ backend, name: 'gateway-under-test', requestTimeoutMs: 2000 });
+    await server.listen(join(dir, 'gw.sock'));
+    peer = await ModelPeer.connect(join(dir, 'gw.sock'));
+  });
+
+  afterEach(async function () {
+    peer.sock.destroy();
+    await server.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** HELLO + DEVICE; the FakeHost the gateway made. */
+  async function attach(desc: DeviceRequest = CARD): Promise<{ host: FakeHost; session: ModelSession }> {
+    const made = backend.nextDevice();
+    const sessionReady = server.nextDevice();
+    const h = await peer.hello();
+    expect(h.reply && h.error).to.equal('NONE');
+    const d = await peer.device(desc);
+    expect(d.error).to.equal('NONE');
+    return { host: await made, session: await sessionReady };
+  }
+
+  describe('session rules', function () {
+    it('HELLO picks the highest common version and names the gateway', async function () {
+      const r = await peer.hello(1, 7);
+      expect(r).to.deep.include({ reply: true, error: 'NONE' });
+      expect(r.body).to.deep.equal({ version_min: 1, version_max: 1, version: 1, role: Role.GATEWAY, name: 'gateway-under-test' });
+    });
+
+    it('refuses versions it does not speak with VERSION, then closes', async function () {
+      const r = await peer.hello(2, 3);
+      expect(r.error).to.equal('VERSION');
+      expect((r.body as { message: string }).message).to.match(/2\.\.3.*1\.\.1/);
+      await peer.closed();
+    });
+
+    it('refuses DEVICE before HELLO, a second HELLO and a second DEVICE with STATE', async function () {
+      expect((await peer.device()).error).to.equal('STATE');
+      await peer.hello();
+      expect((await peer.hello()).error).to.equal('STATE');
+      expect((await peer.device()).error).to.equal('NONE');
+      expect((await peer.device()).error).to.equal('STATE');
+      expect(backend.devices).to.have.length(1);
+    });
+
+    it('refuses model requests before DEVICE and gateway-only commands from the model', async function () {
+      await peer.hello();
+      let id = peer.id();
+      peer.send({ cmd: 'DMA_READ', id, reply: false, posted: false, error: 'NONE', body: { addr: 0x1000n, len: 4 } });
+      expect((await peer.take((m) => m.id === id && m.reply)).error).to.equal('STATE');
+      await peer.device();
+      id = peer.id();
+      peer.send({ cmd: 'MMIO_READ', id, reply: false, posted: false, error: 'NONE', body: { bar: 0, offset: 0n, size: 4 } });
+      const r = await peer.take((m) => m.id === id && m.reply);
+      expect(r.error).to.equal('STATE');
+      expect((r.body as { message: string }).message).to.match(/sent by the gateway/);
+    });
+
+    it('answers a reply to no request with ERROR STATE and goes on', async function () {
+      await attach();
+      peer.send({ cmd: 'MMIO_READ', id: 4242, reply: true, posted: false, error: 'NONE', body: { value: 1n } });
+      const e = await peer.take((m) => m.cmd === 'ERROR');
+      expect(e.error).to.equal('STATE');
+      expect(e.body).to.deep.include({ ref_id: 4242 });
+      const s = await statsOf();
+      expect(s.errors_in).to.equal(1n);
+    });
+
+    it('a host that refuses the description gets INVALID with its reason, and DEVICE may be retried', async function () {
+      await peer.hello();
+      const bad: DeviceRequest = { ...CARD, bars: [{ index: 0, size: 0x4000_0000n, flags: BarFlags.MEM64 }], traced: [], read_via_model: [] };
+      const r = await peer.device(bad);
+      expect(r.error).to.equal('INVALID');
+      expect((r.body as { message: string }).message).to.match(/BAR0/);
+      expect((await peer.device()).error).to.equal('NONE');
+    });
+  });
+
+  async function statsOf(): Promise<Record<string, bigint>> {
+    const id = peer.id();
+    peer.send({ cmd: 'STATS', id, reply: false, posted: false, error: 'NONE', body: {} });
+    return (await peer.take((m) => m.cmd === 'STATS' && m.id === id)).body as Record<string, bigint>;
+  }
+
+  describe('host -> model', function () {
+    it('relays 10,000 traced writes posted, in program order, with size and value; untraced writes stay on the host', async function () {
+      const { host } = await attach();
+      const N = 10_000;
+      for (let i = 0; i < N; i++) host.driverWrite(0, (i % 64) * 4, 4, i * 7);
+      host.driverWrite(0, 0x2000, 4, 0xdead); // outside the traced region
+      host.driverWrite(0, 0x10, 1, 0x1ab); // masked to the size
+      const got: Message[] = [];
+      while (got.length < N + 1) got.push(await peer.take((m) => m.cmd === 'MMIO_WRITE'));
+      let prevId = 0;
+      got.forEach((m, i) => {
+        expect(m.posted).to.equal(true);
+        expect(m.id).to.be.greaterThan(prevId);
+        prevId = m.id;
+        const b = m.body as { bar: number; offset: bigint; size: number; value: bigint };
+        if (i < N) expect(b).to.deep.equal({ bar: 0, offset: BigInt((i % 64) * 4), size: 4, value: BigInt(i * 7) });
+        else expect(b).to.deep.equal({ bar: 0, offset: 0x10n, size: 1, value: 0xabn });
+      });
+      expect(await host.driverRead(0, 0x2000, 4)).to.equal(0xdeadn);
+      expect((await statsOf()).mmio_writes).to.equal(BigInt(N + 1));
+    });
+
+    it('a read in a read_via_model region is answered by the model, after the writes before it', async function () {
+      const { host } = await attach();
+      host.driverWrite(0, 0x100, 4, 5);
+      const value = host.driverRead(0, 0x804, 4);
+      const w = await peer.take((m) => m.cmd === 'MMIO_WRITE');
+      const r = await peer.take((m) => m.cmd === 'MMIO_READ');
+      expect(r.id).to.be.greaterThan(w.id);
+      expect(r.body).to.deep.equal({ bar: 0, offset: 0x804n, size: 4 });
+      peer.send({ cmd: 'MMIO_READ', id: r.id, reply: true, posted: false, error: 'NONE', body: { value: 0x1234_5678n } });
+      expect(await value).to.equal(0x1234_5678n);
+      // Plain reads come from BAR memory, which the model's stores keep current.
+      peer.send({ cmd: 'MMIO_WRITE', id: peer.id(), reply: false, posted: true, error: 'NONE', body: { bar: 2, offset: 0x40n, size: 8, value: 0x1122_3344_5566_7788n } });
+      await statsOf();
+      expect(await host.driverRead(2, 0x40, 8)).to.equal(0x1122_3344_5566_7788n);
+      expect(await host.driverRead(2, 0x44, 2)).to.equal(0x3344n);
+    });
+
+    it('a read the model fails or never answers reads all-ones (like a dead card)', async function () {
+      const { host } = await attach();
+      const failed = host.driverRead(0, 0x800, 4);
+      const r = await peer.take((m) => m.cmd === 'MMIO_READ');
+      peer.send({ cmd: 'MMIO_READ', id: r.id, reply: true, posted: false, error: 'IO', body: { message: 'model broke' } });
+      expect(await failed).to.equal(0xffff_ffffn);
+      const t0 = Date.now();
+      expect(await host.driverRead(0, 0x808, 2)).to.equal(0xffffn);
+      expect(Date.now() - t0).to.be.within(250, 2000);
+      expect(host.stats().read_timeouts).to.equal(1n);
+    });
+
+    it('config writes and resets reach the model as requests', async function () {
+      const { host } = await attach();
+      host.driverConfigWrite(0x04, 2, 0x0006);
+      const c = await peer.take((m) => m.cmd === 'CONFIG_WRITE');
+      expect(c.body).to.deep.equal({ offset: 4, size: 2, value: 6 });
+      peer.send({ cmd: 'CONFIG_WRITE', id: c.id, reply: true, posted: false, error: 'NONE', body: {} });
+      host.driverReset();
+      const r = await peer.take((m) => m.cmd === 'RESET');
+      expect(r.body).to.deep.equal({ kind: 1 });
+    });
+  });
+
+  describe('model -> host', function () {
+    it('DMA reads and writes mapped memory byte-exact, and refuses the rest with FAULT', async function () {
+      const { host } = await attach();
+      const mem = host.map(0x1_0000_0000n, 1 << 20);
+      for (let i = 0; i < mem.length; i++) mem[i] = (i * 31 + 7) & 0xff;
+      let id = peer.id();
+      peer.send({ cmd: 'DMA_READ', id, reply: false, posted: false, error: 'NONE', body: { addr: 0x1_0000_0003n, len: 921_600 } });
+      const r = await peer.take((m) => m.cmd === 'DMA_READ' && m.id === id);
+      expect(r.error).to.equal('NONE');
+      expect(Buffer.from((r.body as { data: Uint8Array }).data).equals(Buffer.from(mem.subarray(3, 3 + 921_600)))).to.equal(true);
+
+      id = peer.id();
+      peer.send({ cmd: 'DMA_READ', id, reply: false, posted: false, error: 'NONE', body: { addr: 0x1_0000_0000n + BigInt((1 << 20) - 2), len: 4 } });
+      const f = await peer.take((m) => m.cmd === 'DMA_READ' && m.id === id);
+      expect(f.error).to.equal('FAULT');
+      expect((f.body as { message: string }).message).to.match(/not in memory the driver mapped/);
+
+      const data = Uint8Array.from({ length: 5000 }, (_, i) => i & 0xff);
+      peer.send({ cmd: 'DMA_WRITE', id: peer.id(), reply: false, posted: true, error: 'NONE', body: { addr: 0x1_0000_1001n, data } });
+      id = peer.id();
+      peer.send({ cmd: 'DMA_WRITE', id, reply: false, posted: true, error: 'NONE', body: { addr: 0x9000n, data } });
+      const e = await peer.take((m) => m.cmd === 'ERROR');
+      expect(e.error).to.equal('FAULT');
+      expect(e.body).to.deep.include({ ref_id: id });
+      expect(Buffer.from(mem.subarray(0x1001, 0x1001 + 5000)).equals(Buffer.from(data))).to.equal(true);
+      expect(host.stats().dma_faults).to.equal(2n);
+    });
+
+    it('an interrupt after a DMA write finds the write already in host memory', async function () {
+      const { host } = await attach();
+      const mem = host.map(0x2000n, 4096);
+      const seen: number[] = [];
+      host.on('interrupt', () => seen.push(mem[0] ?? -1));
+      for (let i = 1; i <= 100; i++) {
+        peer.send({ cmd: 'DMA_WRITE', id: peer.id(), reply: false, posted: true, error: 'NONE', body: { addr: 0x2000n, data: Uint8Array.of(i) } });
+        peer.send({ cmd: 'MSI', id: peer.id(), reply: false, posted: true, error: 'NONE', body: { kind: IrqKind.MSI, vector: 0 } });
+      }
+      peer.send({ cmd: 'INTX', id: peer.id(), reply: false, posted: true, error: 'NONE', body: { level: true } });
+      await statsOf();
+      expect(seen).to.deep.equal([...Array.from({ length: 100 }, (_, i) => i + 1), 100]);
+      expect(host.interrupts.filter((i) => i.kind === 'msi')).to.have.length(100);
+      expect(host.intxLevel).to.equal(true);
+    });
+  });
+
+  describe('bad input and ends', function () {
+    it('a malformed request gets a coded failed reply and the session goes on', async function () {
+      await attach();
+      // A DMA_READ whose body is a msgpack map with a string where a number belongs.
+      const body = Buffer.from([0x82, 0xa4, ...Buffer.from('addr'), 0xa1, 0x78, 0xa3, ...Buffer.from('len'), 0x04]);
+      const h = Buffer.alloc(16);
+      h.writeUInt32LE(body.length, 0);
+      h.writeUInt32LE(77, 4);
+      h.writeUInt16LE(0x0040, 8);
+      peer.raw(Buffer.concat([h, body]));
+      const r = await peer.take((m) => m.id === 77 && m.reply);
+      expect(r.error).to.equal('TYPE');
+      expect((await statsOf()).errors_in).to.equal(1n);
+    });
+
+    it('garbage closes the connection with an ERROR and removes the device from the host', async function () {
+      const { host } = await attach();
+      const junk = Buffer.alloc(16, 0xff); // a header whose size is far above MAX_BODY
+      peer.raw(junk);
+      const e = await peer.take((m) => m.cmd === 'ERROR');
+      expect(e.error).to.equal('TOO_BIG');
+      await peer.closed();
+      expect(host.isClosed).to.equal(true);
+      expect(server.sessions.size).to.equal(0);
+    });
+
+    it('the model going away removes the device; a driver read then reads all-ones', async function () {
+      const { host } = await attach();
+      const pending = host.driverRead(0, 0x800, 4);
+      await peer.take((m) => m.cmd === 'MMIO_READ');
+      peer.sock.destroy();
+      expect(await pending).to.equal(0xffff_ffff_ffff_ffffn & 0xffff_ffffn);
+      expect(host.isClosed).to.equal(true);
+    });
+
+    it('backpressure: a model that stops reading pauses the host; nothing is dropped or reordered', async function () {
+      const { host } = await attach();
+      peer.sock.pause();
+      const N = 200_000;
+      let paused = 0;
+      const origPause = host.pause.bind(host);
+      host.pause = () => {
+        paused++;
+        origPause();
+      };
+      for (let i = 0; i < N; i++) host.driverWrite(0, 0x0, 4, i);
+      // Let the socket fill up.
+      await new Promise((r) => setTimeout(r, 200));
+      expect(paused).to.be.greaterThan(0);
+      peer.sock.resume();
+      const deadline = Date.now() + 30_000;
+      while (peer.received.length < N && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      const writes = peer.received.splice(0);
+      expect(writes).to.have.length(N);
+      writes.forEach((m, i) => {
+        if (m.cmd !== 'MMIO_WRITE' || m.reply || m.body.value !== BigInt(i)) expect.fail(`write ${i}: ${m.cmd} ${String((m.body as { value?: bigint }).value)}`);
+      });
+      expect((await statsOf()).mmio_writes).to.equal(BigInt(N));
+    });
+  });
+});
