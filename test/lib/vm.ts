@@ -13,6 +13,8 @@ export interface VmOptions {
   cpus?: number;
   /** Extra kernel command line. */
   append?: string;
+  /** Boot with an Intel IOMMU (intel-iommu device, intel_iommu=on). */
+  iommu?: boolean;
   /** Directory the command runs in, inside the VM (default: the checkout). */
   cwd?: string;
   /** Copy the VM's output to this process's stderr as it arrives. */
@@ -39,6 +41,7 @@ export function vmArgs(argv: readonly string[], opts: VmOptions = {}): string[] 
   if (opts.memoryMiB !== undefined) args.push('--memory', String(opts.memoryMiB));
   if (opts.cpus !== undefined) args.push('--cpus', String(opts.cpus));
   if (opts.append !== undefined) args.push('--append', opts.append);
+  if (opts.iommu === true) args.push('--iommu');
   args.push('--', ...argv);
   return args;
 }
