@@ -8,14 +8,24 @@
  * function's struct device gets dma_map_ops of ours, wrapping the mapping
  * layer it had: dma-direct, reached through a shadow struct device that has
  * no ops (the direct mapping's functions are not exported), or the device's
- * own ops (an IOMMU's on 6.1, Xen's). Every mapping the driver makes is
- * recorded, in an interval tree of IOVA ranges per function, before the
- * driver sees its address, and forgotten before it is torn down. The card
- * reaches host memory only through IOVAs the tree covers, and writes only
- * where the driver mapped for the device to write (not DMA_TO_DEVICE).
- * IOVAs are translated as the device's DMA would be: through its IOMMU
- * domain when it has one (iommu_iova_to_phys; untested: no IOMMU here),
- * else by the direct mapping (dma_to_phys).
+ * own ops (Xen's). Every mapping the driver makes is recorded, in an
+ * interval tree of IOVA ranges per function, before the driver sees its
+ * address, and forgotten before it is torn down. The card reaches host
+ * memory only through IOVAs the tree covers, and writes only where the
+ * driver mapped for the device to write (not DMA_TO_DEVICE). IOVAs are
+ * translated by the direct mapping (dma_to_phys).
+ *
+ * No IOMMU ever translates for a pciem device on x86: Intel's and AMD's
+ * drivers (and virtio-iommu's VIOT) find a device's IOMMU by its PCI
+ * segment in ACPI tables, which are 16-bit, and pciem's domains start at
+ * 0x10000 (as VMD's do; VMD's children reach an IOMMU only because x86's
+ * pci_real_dma_dev() sends them to the VMD endpoint named in the bus's
+ * sysdata, which pciem leaves empty). The device gets no iommu group and
+ * the DMA API goes through dma_map_ops - ours - even with an IOMMU on (a
+ * VM test boots with intel_iommu=on to show it). Should a future kernel
+ * attach one anyway, translation and the record would no longer be ours to
+ * see (6.12's dma-iommu even bypasses dma_map_ops): the function's DMA is
+ * then refused, and the kernel log says why.
  *
  * Locking and contexts. Drivers map and unmap in any context, interrupts
  * included, so each function's tree has a spinlock taken with IRQs off.
@@ -42,7 +52,6 @@
 #include <linux/highmem.h>
 #include <linux/interval_tree.h>
 #include <linux/io.h>
-#include <linux/iommu.h>
 #include <linux/ioport.h>
 #include <linux/moduleparam.h>
 #include <linux/overflow.h>
@@ -277,20 +286,13 @@ static bool pciem_dma_covered(struct pciem_dma_fn *fn, u64 iova, u64 len, bool w
 
 /*
  * The kernel address of the host memory the device reaches at @iova (valid
- * to the end of its page), or NULL when that is not RAM or the IOMMU maps
- * nothing there. Undo with kunmap_local().
+ * to the end of its page), or NULL when that is not RAM. Undo with
+ * kunmap_local().
  */
-static void *pciem_dma_kaddr(struct pciem_dma_fn *fn, struct iommu_domain *dom, u64 iova)
+static void *pciem_dma_kaddr(struct pciem_dma_fn *fn, u64 iova)
 {
-	phys_addr_t phys;
+	phys_addr_t phys = dma_to_phys(&fn->pdev->dev, iova);
 
-	if (dom) {
-		phys = iommu_iova_to_phys(dom, iova);
-		if (!phys)
-			return NULL;
-	} else {
-		phys = dma_to_phys(&fn->pdev->dev, iova);
-	}
 	if (!pfn_valid(PHYS_PFN(phys)))
 		return NULL;
 	return kmap_local_page(pfn_to_page(PHYS_PFN(phys))) + offset_in_page(phys);
@@ -299,11 +301,11 @@ static void *pciem_dma_kaddr(struct pciem_dma_fn *fn, struct iommu_domain *dom, 
 /*
  * Moves @len bytes between host memory at @iova and @buf, which the caller
  * checked is covered (pciem_dma_covered()) in this same hold of the lock.
- * Without an IOMMU or DMA offsets (x86 has none) IOVAs are physical
+ * Without DMA offsets (x86 has none) IOVAs are physical
  * addresses, and the kernel's direct map of them is contiguous (no highmem
  * on 64-bit): one memcpy per run, even across adjacent mappings.
  */
-static int pciem_dma_move(struct pciem_dma_fn *fn, struct iommu_domain *dom, u64 iova,
+static int pciem_dma_move(struct pciem_dma_fn *fn, u64 iova,
 			  void *buf, size_t len, bool write)
 {
 	phys_addr_t phys;
@@ -312,7 +314,7 @@ static int pciem_dma_move(struct pciem_dma_fn *fn, struct iommu_domain *dom, u64
 	void *p;
 
 	lockdep_assert_held(&fn->lock);
-	if (!dom && !fn->pdev->dev.dma_range_map && !IS_ENABLED(CONFIG_HIGHMEM)) {
+	if (!fn->pdev->dev.dma_range_map && !IS_ENABLED(CONFIG_HIGHMEM)) {
 		phys = dma_to_phys(&fn->pdev->dev, iova);
 		for (pfn = PHYS_PFN(phys); pfn <= PHYS_PFN(phys + len - 1); pfn++)
 			if (!pfn_valid(pfn))
@@ -326,7 +328,7 @@ static int pciem_dma_move(struct pciem_dma_fn *fn, struct iommu_domain *dom, u64
 	}
 	while (len) {
 		n = min_t(size_t, len, PAGE_SIZE - offset_in_page(iova));
-		p = pciem_dma_kaddr(fn, dom, iova);
+		p = pciem_dma_kaddr(fn, iova);
 		if (!p)
 			return -EFAULT;
 		if (write)
@@ -772,13 +774,11 @@ static int pciem_dma_fn_wrap(struct pciem_dma_fn *fn, struct pci_dev *pdev)
 	struct device *dev = &pdev->dev;
 
 	fn->pdev = pdev;
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 11, 0) && defined(CONFIG_IOMMU_DMA)
-	/* The IOMMU's DMA API is called directly, past any dma_map_ops. */
-	if (dev->dma_iommu) {
-		pci_warn(pdev, "DMA goes through an IOMMU pciem cannot watch: the card's DMA is refused\n");
+	/* Never on x86 (see the top of this file); refused should it happen. */
+	if (device_iommu_mapped(dev)) {
+		pci_warn(pdev, "an IOMMU translates this function's DMA, which pciem cannot follow: the card's DMA is refused\n");
 		return 0;
 	}
-#endif
 	fn->saved = dev->dma_ops;
 	fn->orig = get_dma_ops(dev);
 	if (!fn->orig) {
@@ -920,7 +920,6 @@ static struct pciem_dma_fn *pciem_dma_fn_get(struct pciem_dev *dev, struct pciem
 /* One transfer between host memory and the card's buffer. */
 struct pciem_dma_xfer {
 	struct pciem_dma_fn *fn;
-	struct iommu_domain *dom;
 	u8 __user *ubuf;		/* where the next piece's bytes are */
 	bool write;			/* the device writes host memory */
 	bool dry;			/* the checking pass: nothing moves */
@@ -954,7 +953,7 @@ static int pciem_dma_chunk_pinned(struct pciem_dma_xfer *x, u64 iova, size_t len
 	for (i = 0; i < npages && !ret; i++, off = 0) {
 		n = min_t(size_t, len, PAGE_SIZE - off);
 		p = kmap_local_page(pages[i]);
-		ret = pciem_dma_move(fn, x->dom, iova, p + off, n, x->write);
+		ret = pciem_dma_move(fn, iova, p + off, n, x->write);
 		kunmap_local(p);
 		iova += n;
 		len -= n;
@@ -977,7 +976,7 @@ static int pciem_dma_chunk_bounce(struct pciem_dma_xfer *x, u64 iova, size_t len
 		goto err_user;
 	spin_lock_irqsave(&fn->lock, flags);
 	if (pciem_dma_covered(fn, iova, len, x->write))
-		ret = pciem_dma_move(fn, x->dom, iova, x->bounce, len, x->write);
+		ret = pciem_dma_move(fn, iova, x->bounce, len, x->write);
 	spin_unlock_irqrestore(&fn->lock, flags);
 	if (ret) {
 		atomic64_inc(&fn->dma->stats.refused_unmapped);
@@ -1039,7 +1038,7 @@ static int pciem_dma_fetch(struct pciem_dma_xfer *x, u64 iova, void *buf, size_t
 
 	spin_lock_irqsave(&fn->lock, flags);
 	if (pciem_dma_covered(fn, iova, len, false))
-		ret = pciem_dma_move(fn, x->dom, iova, buf, len, false);
+		ret = pciem_dma_move(fn, iova, buf, len, false);
 	spin_unlock_irqrestore(&fn->lock, flags);
 	if (ret)
 		atomic64_inc(&fn->dma->stats.refused_unmapped);
@@ -1164,7 +1163,6 @@ static int pciem_dma_run(struct pciem_dma_fn *fn, bool write, u8 __user *ubuf, u
 	struct pciem_dma_counters *st = &fn->dma->stats;
 	struct pciem_dma_xfer x = {
 		.fn = fn, .write = write, .ubuf = ubuf, .dry = true,
-		.dom = iommu_get_domain_for_dev(&fn->pdev->dev),
 	};
 	int ret = -ENOMEM;
 
@@ -1280,7 +1278,6 @@ static long pciem_dma_ioctl_atomic(struct pciem_dev *dev, struct pciem_dma *dma,
 				   void __user *uarg)
 {
 	struct pciem_dma_atomic a;
-	struct iommu_domain *dom;
 	struct pciem_dma_fn *fn;
 	unsigned long flags;
 	atomic64_t *v;
@@ -1297,11 +1294,10 @@ static long pciem_dma_ioctl_atomic(struct pciem_dev *dev, struct pciem_dma *dma,
 	fn = pciem_dma_fn_get(dev, dma, a.func);
 	if (IS_ERR(fn))
 		return PTR_ERR(fn);
-	dom = iommu_get_domain_for_dev(&fn->pdev->dev);
 
 	spin_lock_irqsave(&fn->lock, flags);
 	v = pciem_dma_covered(fn, a.guest_iova, 8, true) ?
-	    pciem_dma_kaddr(fn, dom, a.guest_iova) : NULL;
+	    pciem_dma_kaddr(fn, a.guest_iova) : NULL;
 	if (!v) {
 		ret = -EFAULT;
 		goto out;

@@ -11,7 +11,8 @@
  *
  * Environment: PCIEM_DMA_FUZZ_CALLS (default 100000); PCIEM_P2P_RANGE,
  * START+SIZE of physical memory that is not System RAM (boot the VM with
- * memmap=SIZE$START), for p2p_whitelist.
+ * memmap=SIZE$START), for p2p_whitelist. iommu_on_no_group needs an IOMMU
+ * (guests/vm/run --iommu) and runs only when named.
  */
 #define _GNU_SOURCE
 #include "selftest_lib.h"
@@ -1386,6 +1387,42 @@ static int cmp_double(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/*
+ * With an IOMMU on (boot with intel_iommu=on: guests/vm/run --iommu), it
+ * translates the machine's own devices, yet none ever claims a pciem
+ * function: IOMMUs are found by ACPI's 16-bit PCI segment, and pciem's
+ * domains start at 0x10000. The function has no iommu group, its DMA API
+ * goes through pciem's dma_map_ops, and confined DMA works as without one.
+ */
+DMA_TEST(iommu_on_no_group)
+{
+	uint8_t data[65536], back[65536];
+	char path[256];
+	struct buf b;
+	DIR *d;
+	struct dirent *e;
+	int units = 0;
+
+	d = opendir("/sys/class/iommu");
+	while (d && (e = readdir(d)))
+		units += e->d_name[0] != '.';
+	if (d)
+		closedir(d);
+	CHECK(units > 0, "no IOMMU in /sys/class/iommu: boot the VM with --iommu");
+	CHECK(access("/sys/bus/pci/devices/0000:00:00.0/iommu_group", F_OK) == 0,
+	      "the host bridge 0000:00:00.0 is in no iommu group: the IOMMU translates nothing");
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/iommu_group", c->bdf);
+	CHECK(access(path, F_OK) != 0, "%s is in an iommu group", c->bdf);
+	CHECK(drv_buf(c, &b, "coherent %zu", sizeof(data)) == 0, "coherent");
+	fill_random(data, sizeof(data), 31);
+	CHECK(dma_op(c, b.iova[0], data, sizeof(data), true) == 0, "DMA write: %s", strerror(errno));
+	CHECK(drv_data(c, &b, 0, back, sizeof(back), false) == 0, "driver data read");
+	CHECK(first_diff(back, data, sizeof(data)) < 0, "the driver sees other bytes");
+	CHECK(dma_op(c, b.iova[0] + sizeof(data), data, 1, false) == -EFAULT, "the byte after the buffer");
+	diag("%d IOMMU unit(s) on; %s has no iommu group; DMA through its mappings works", units, c->bdf);
+	return 0;
+}
+
 DMA_TEST(throughput)
 {
 	const int runs = 9;
@@ -1450,6 +1487,7 @@ static const struct test tests[] = {
 	{ "removal_with_mappings", t_removal_with_mappings, true },
 	{ "errors", t_errors, true },
 	{ "throughput", t_throughput, true },
+	{ "iommu_on_no_group", t_iommu_on_no_group, false },
 	{ "fuzz", t_fuzz, true },
 };
 

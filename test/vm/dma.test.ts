@@ -1,5 +1,6 @@
-// pciem.ko DMA in the Debian 6.12 and 6.1 VMs: confinement to the driver's
-// mappings, DMA, atomics, PRP and SG walks, P2P, removal, bad input.
+// pciem.ko DMA in the Debian 6.12 and 6.1 VMs, and in a 6.12 VM with an
+// IOMMU on: confinement to the driver's mappings, DMA, atomics, PRP and SG
+// walks, P2P, removal, bad input.
 // The behaviours are in kernel/tests/dma_selftest.c (kselftest shape); this
 // suite builds it, runs it as root in the VM with pciem.ko and the DMA test
 // driver (pciem_dmadrv.ko) loaded, and checks dmesg afterwards.
@@ -28,12 +29,12 @@ function loadModules(kernel: KernelVersion): string {
   return `insmod ${pciem}\ninsmod ${dmadrv}\n`;
 }
 
-function runSelftest(names: string[], kernel: KernelVersion, env = ''): Promise<VmResult> {
+function runSelftest(names: string[], kernel: KernelVersion, env = '', iommu = false): Promise<VmResult> {
   const range = `0x${P2P_START.toString(16)}+0x${P2P_SIZE.toString(16)}`;
   return vmRunScript(
     `${loadModules(kernel)}rc=0\nPCIEM_P2P_RANGE=${range} ${env} ${selftest} ${names.join(' ')} || rc=$?\n` +
       'echo "=== dmesg"\ndmesg\nexit $rc',
-    { timeoutSec: 900, kernel, append: APPEND },
+    { timeoutSec: 900, kernel, append: APPEND, iommu },
   );
 }
 
@@ -75,11 +76,17 @@ describe('pciem.ko DMA in the VM', function () {
     });
   }
 
-  it('a fuzz of 100,000 DMA ioctls (random IOVAs, lengths, buffers, flags) leaves dmesg clean', async function () {
-    const r = await runSelftest(['fuzz'], '6.12', 'PCIEM_DMA_FUZZ_CALLS=100000');
+  // One boot with an IOMMU on: the acceptance again, the proof that no IOMMU
+  // claims a pciem device, and the fuzz.
+  it(`Debian 6.12 with an IOMMU (--iommu): no iommu group for pciem, the same ${main.length} tests, a fuzz of 100,000 DMA ioctls; dmesg clean`, async function () {
+    const names = [...main, 'iommu_on_no_group', 'fuzz'];
+    const r = await runSelftest(names, '6.12', 'PCIEM_DMA_FUZZ_CALLS=100000', true);
     show(r);
-    expectSelftest(r, ['fuzz']);
+    expectSelftest(r, names);
     expect(r.output).to.match(/^# 100000 DMA ioctls in/m);
-    expect(dmesgOf(r)).to.not.match(BAD_DMESG);
+    const dmesg = dmesgOf(r);
+    expect(dmesg).to.match(/DMAR: IOMMU enabled/);
+    expect(dmesg).to.not.match(BAD_DMESG);
+    expect(dmesg).to.not.match(/DMA mappings behind|an IOMMU translates/);
   });
 });
