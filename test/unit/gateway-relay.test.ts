@@ -209,6 +209,26 @@ describe('gateway relay (FakeHost, no kernel, no QEMU)', function () {
     });
   });
 
+  it('with a description, a model that is not the described card is refused (INVALID) and the described regions apply', async function () {
+    const described = new GatewayServer({ backend, description: { ...CARD, traced: [{ bar: 0, offset: 0n, size: 0x10n }] } });
+    const path = join(dir, 'described.sock');
+    await described.listen(path);
+    const other = await ModelPeer.connect(path);
+    try {
+      await other.hello();
+      const r = await other.device({ ...CARD, device_id: 0x0002 });
+      expect(r.error).to.equal('INVALID');
+      expect((r.body as { message: string }).message).to.match(/device_id 0x0002, the description says 0x0001/);
+      const made = backend.nextDevice();
+      expect((await other.device()).error).to.equal('NONE');
+      const host = await made;
+      expect(host.desc.traced).to.deep.equal([{ bar: 0, offset: 0n, size: 0x10n }]);
+    } finally {
+      other.sock.destroy();
+      await described.close();
+    }
+  });
+
   async function statsOf(): Promise<Record<string, bigint>> {
     const id = peer.id();
     peer.send({ cmd: 'STATS', id, reply: false, posted: false, error: 'NONE', body: {} });

@@ -6,6 +6,7 @@ import { lstatSync, unlinkSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { PciemError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
+import type { DeviceRequest } from '../../../proto/generated/wire.js';
 import type { HostBackend } from './host.js';
 import { ModelSession } from './session.js';
 
@@ -14,6 +15,8 @@ export interface GatewayServerOptions {
   log?: Logger;
   name?: string;
   requestTimeoutMs?: number;
+  /** The card every model must announce (see SessionOptions.description). */
+  description?: DeviceRequest;
 }
 
 export class GatewayServer extends EventEmitter {

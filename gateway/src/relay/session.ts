@@ -10,8 +10,9 @@ import { silentLogger, type Logger } from '../log.js';
 import { FrameReader, type FrameResult } from '../proto/frames.js';
 import {
   Cmd, ERR_CODES, Flag, Role, VERSION_MAX, VERSION_MIN, encodeFrame, wireError,
-  type CmdName, type FailureName, type Message, type MessageOf, type RawHeader, type ResetKind, type StatsReply,
+  type CmdName, type DeviceRequest, type FailureName, type Message, type MessageOf, type RawHeader, type ResetKind, type StatsReply,
 } from '../../../proto/generated/wire.js';
+import { mismatch } from '../description.js';
 import { sizeMask, type HostBackend, type HostDevice, type HostSink } from './host.js';
 
 export type SessionState = 'hello' | 'device' | 'running' | 'closed';
@@ -23,6 +24,12 @@ export interface SessionOptions {
   name?: string;
   /** How long a request to the model may go unanswered. */
   requestTimeoutMs?: number;
+  /**
+   * The card the model must announce (a device description): a model whose
+   * identity or BARs differ is refused (INVALID); the description's traced
+   * and read-via-model regions replace the model's.
+   */
+  description?: DeviceRequest;
 }
 
 type Request = Extract<Message, { reply: false }>;
@@ -371,9 +378,20 @@ export class ModelSession extends EventEmitter {
       this.fail(m, 'STATE', 'a second DEVICE');
       return;
     }
+    let want = m.body;
+    const desc = this.opts.description;
+    if (desc) {
+      const why = mismatch(desc, m.body);
+      if (why !== null) {
+        this.log.warn('the model is not the described card', { device: m.body.name, error: why });
+        this.fail(m, 'INVALID', why);
+        return;
+      }
+      want = { ...m.body, traced: desc.traced, read_via_model: desc.read_via_model };
+    }
     let host: HostDevice;
     try {
-      host = this.opts.backend.create(m.body);
+      host = this.opts.backend.create(want);
     } catch (e) {
       const err = asPciemError(e);
       this.log.warn('the host refused the device', { device: m.body.name, code: err.code, error: err.message });
