@@ -187,5 +187,6 @@ void pciem_dma_release(struct pciem_dev *dev);
 int pciem_bus_create(struct pciem_dev *dev);
 int pciem_bus_start(struct pciem_dev *dev);
 void pciem_bus_destroy(struct pciem_dev *dev);
+void pciem_bus_p2p_write(struct pciem_dev *dev, u64 phys, const void *buf, size_t len);
 
 #endif /* PCIEM_H */

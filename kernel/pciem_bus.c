@@ -181,10 +181,9 @@ static u64 pciem_bus_mmio_read(void *priv, u64 woff, unsigned int size)
 	return val;
 }
 
-static void pciem_bus_mmio_write(void *priv, u64 woff, unsigned int size, u64 val)
+/* A write of @size bytes at physical address @phys reaches the device. */
+static void pciem_bus_write(struct pciem_dev *dev, u64 phys, unsigned int size, u64 val)
 {
-	struct pciem_window *win = priv;
-	struct pciem_dev *dev = win->dev;
 	struct pciem_bar *bar;
 	u32 tag, trace, sync_us;
 	void *p;
@@ -194,7 +193,7 @@ static void pciem_bus_mmio_write(void *priv, u64 woff, unsigned int size, u64 va
 		atomic64_inc(&dev->stats.after_removal);
 		return;
 	}
-	bar = pciem_bus_route(dev, win->res.start + woff, size, &off, &tag, &sync_us);
+	bar = pciem_bus_route(dev, phys, size, &off, &tag, &sync_us);
 	if (!bar) {
 		atomic64_inc(&dev->stats.unclaimed);
 		return;
@@ -222,6 +221,39 @@ static void pciem_bus_mmio_write(void *priv, u64 woff, unsigned int size, u64 va
 		pciem_irq_bar_written(dev, tag >> 8, tag & 0xff, off, size);
 	if (trace & PCIEM_TRACE_WRITES)
 		pciem_dev_event(dev, PCIEM_EVENT_MMIO_WRITE, tag, off, size, val);
+}
+
+static void pciem_bus_mmio_write(void *priv, u64 woff, unsigned int size, u64 val)
+{
+	struct pciem_window *win = priv;
+
+	pciem_bus_write(win->dev, win->res.start + woff, size, val);
+}
+
+/*
+ * A peer's DMA write into this device's BARs (P2P): the bytes arrive as
+ * the naturally aligned writes of at most 8 bytes that a CPU's stores
+ * would make, in ascending address order, each handled as a trapped
+ * driver write: BAR memory, MSI-X table effects, statistics and, when the
+ * BAR traces writes, one event each. Any context that may spin with IRQs
+ * off (a full lossless ring waits, bounded).
+ */
+void pciem_bus_p2p_write(struct pciem_dev *dev, u64 phys, const void *buf, size_t len)
+{
+	const u8 *p = buf;
+	unsigned int size;
+	u64 val;
+
+	while (len) {
+		for (size = 8; size > len || !IS_ALIGNED(phys, size); size >>= 1)
+			;
+		val = 0;
+		memcpy(&val, p, size);	/* x86: little endian, as the bus */
+		pciem_bus_write(dev, phys, size, val);
+		phys += size;
+		p += size;
+		len -= size;
+	}
 }
 
 static const struct pciem_trace_ops pciem_bus_trace_ops = {

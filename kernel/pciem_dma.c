@@ -42,7 +42,9 @@
  *
  * P2P needs no lock of ours across the copy: a target device is held by
  * its reference (its BAR memory lives as long), a whitelisted range is
- * ioremapped for the copy.
+ * ioremapped for the copy. Writes into a pciem BAR go through the target's
+ * bus, as writes its card sees (events, MSI-X table); reads take its BAR
+ * memory as it stands.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -69,7 +71,7 @@
 #define PCIEM_DMA_PRP_BATCH	512
 /* SGL entries copied in from the card per batch. */
 #define PCIEM_DMA_SGL_BATCH	256
-/* P2P bytes per copy (pciem BARs) or per ioremap (whitelisted ranges). */
+/* P2P bytes per copy out of a pciem BAR. */
 #define PCIEM_DMA_P2P_CHUNK	SZ_1M
 #define PCIEM_P2P_MAX_RANGES	16
 
@@ -1410,14 +1412,14 @@ static bool pciem_dma_p2p_whitelisted(u64 addr, u64 len)
 	return ok;
 }
 
-/* Copies between a pciem BAR's memory and the card's buffer. */
-static int pciem_dma_p2p_copy_bar(u8 *mem, u8 __user *ubuf, u64 len, bool write)
+/* Reads a pciem BAR's memory into the card's buffer. */
+static int pciem_dma_p2p_read_bar(const u8 *mem, u8 __user *ubuf, u64 len)
 {
 	u64 n;
 
 	while (len) {
 		n = min_t(u64, len, PCIEM_DMA_P2P_CHUNK);
-		if (write ? copy_from_user(mem, ubuf, n) : copy_to_user(ubuf, mem, n))
+		if (copy_to_user(ubuf, mem, n))
 			return -EFAULT;
 		mem += n;
 		ubuf += n;
@@ -1427,6 +1429,41 @@ static int pciem_dma_p2p_copy_bar(u8 *mem, u8 __user *ubuf, u64 len, bool write)
 		cond_resched();
 	}
 	return 0;
+}
+
+/*
+ * Writes the card's buffer into a pciem BAR at @phys: the peer device
+ * takes the bytes as writes on its bus, so its card sees them as events
+ * (in order) where it traces writes, as it sees its driver's.
+ */
+static int pciem_dma_p2p_write_bar(struct pciem_dev *peer, u64 phys, const u8 __user *ubuf,
+				   u64 len)
+{
+	void *bounce;
+	int ret = 0;
+	u64 n;
+
+	bounce = kmalloc(min_t(u64, len, PCIEM_DMA_CHUNK), GFP_KERNEL);
+	if (!bounce)
+		return -ENOMEM;
+	while (len) {
+		n = min_t(u64, len, PCIEM_DMA_CHUNK);
+		if (copy_from_user(bounce, ubuf, n)) {
+			ret = -EFAULT;
+			break;
+		}
+		pciem_bus_p2p_write(peer, phys, bounce, n);
+		phys += n;
+		ubuf += n;
+		len -= n;
+		if (fatal_signal_pending(current)) {
+			ret = -EINTR;
+			break;
+		}
+		cond_resched();
+	}
+	kfree(bounce);
+	return ret;
 }
 
 /* Copies between a whitelisted physical range (peer MMIO) and the card's buffer. */
@@ -1496,7 +1533,8 @@ static long pciem_dma_ioctl_p2p(struct pciem_dev *dev, struct pciem_dma *dma, vo
 
 	peer = pciem_dma_p2p_bar(op.target_phys_addr, op.length, &mem, &in_window);
 	if (peer) {
-		ret = pciem_dma_p2p_copy_bar(mem, ubuf, op.length, write);
+		ret = write ? pciem_dma_p2p_write_bar(peer, op.target_phys_addr, ubuf, op.length) :
+			      pciem_dma_p2p_read_bar(mem, ubuf, op.length);
 		pciem_dev_put(peer);
 	} else if (!in_window && pciem_dma_p2p_whitelisted(op.target_phys_addr, op.length)) {
 		ret = pciem_dma_p2p_copy_phys(op.target_phys_addr, ubuf, op.length, write);

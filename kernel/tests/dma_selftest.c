@@ -958,6 +958,73 @@ out:
 	return ret;
 }
 
+/*
+ * A P2P write into a peer that traces its BAR's writes: the peer's card
+ * sees the bytes as its bus takes them, naturally aligned writes of up to
+ * 8 bytes, in address order, one event each, as it sees its driver's.
+ */
+static int t_p2p_write_events(void)
+{
+	const uint32_t off = 4099, len = 1021;	/* unaligned at both ends */
+	uint8_t data[1021];
+	struct pciem_event ev;
+	struct card a, b;
+	uint64_t phys, at = off, seq = 0, val;
+	unsigned int n = 0, want = 0, size;
+	int ret = -1;
+
+	if (card_for_testdrv(&a, 0))
+		return -1;
+	if (card_for_testdrv(&b, PCIEM_TRACE_WRITES)) {
+		card_close(&a);
+		return -1;
+	}
+	phys = bar_phys(&b, 0);
+	while (ring_pop(&b, &ev))
+		;
+	fill_random(data, sizeof(data), 12);
+	if (!phys || p2p_op(&a, phys + off, data, len, true)) {
+		diag("P2P write into the traced BAR0: %s", strerror(errno));
+		goto out;
+	}
+	for (size = 8; at < off + len; at += size, want++)
+		for (size = 8; size > off + len - at || at % size; size >>= 1)
+			;
+	for (at = off; ring_pop(&b, &ev);) {
+		if (ev.type != PCIEM_EVENT_MMIO_WRITE)
+			continue;
+		val = 0;
+		if (ev.size <= 8 && at + ev.size <= off + len)
+			memcpy(&val, data + (at - off), ev.size);
+		if (ev.bar != 0 || ev.offset != at || !ev.size || ev.size > 8 || at % ev.size ||
+		    at + ev.size > off + len || ev.data != val || (n && ev.seq != seq + 1)) {
+			diag("write event %u: bar %u offset %llu size %u data %#llx seq %llu; want offset %llu data %#llx after seq %llu",
+			     n, ev.bar, (unsigned long long)ev.offset, ev.size, (unsigned long long)ev.data,
+			     (unsigned long long)ev.seq, (unsigned long long)at, (unsigned long long)val,
+			     (unsigned long long)seq);
+			goto out;
+		}
+		seq = ev.seq;
+		at += ev.size;
+		n++;
+	}
+	if (n != want || at != off + len) {
+		diag("%u write events up to offset %llu, want %u up to %u", n, (unsigned long long)at, want,
+		     off + len);
+		goto out;
+	}
+	if (memcmp((uint8_t *)b.bar[0] + off, data, len)) {
+		diag("the peer's BAR0 memory does not hold the bytes");
+		goto out;
+	}
+	diag("a %u-byte P2P write at BAR0 + %u: %u write events, in order", len, off, n);
+	ret = 0;
+out:
+	card_close(&b);
+	card_close(&a);
+	return ret;
+}
+
 #define WHITELIST "/sys/module/pciem/parameters/p2p_whitelist"
 
 DMA_TEST(p2p_whitelist)
@@ -1483,6 +1550,7 @@ static const struct test tests[] = {
 	{ "prp_errors", t_prp_errors, true },
 	{ "sgl", t_sgl, true },
 	{ "p2p_devices", t_p2p_devices, true },
+	{ "p2p_write_events", t_p2p_write_events, true },
 	{ "p2p_whitelist", t_p2p_whitelist, true },
 	{ "removal_with_mappings", t_removal_with_mappings, true },
 	{ "errors", t_errors, true },

@@ -50,7 +50,7 @@ const main = [
   'read_coherent', 'write_coherent', 'read_write_streaming', 'read_write_sg', 'crossing_mappings',
   'unmapped_refused', 'direction_enforced', 'bus_master_off', 'freed_refused', 'mappings_list',
   'atomic_ops', 'atomic_race', 'prp_one_page', 'prp_two_pages', 'prp_list', 'prp_chained', 'prp_errors',
-  'sgl', 'p2p_devices', 'p2p_whitelist', 'removal_with_mappings', 'errors', 'throughput'];
+  'sgl', 'p2p_devices', 'p2p_write_events', 'p2p_whitelist', 'removal_with_mappings', 'errors', 'throughput'];
 
 describe('pciem.ko DMA in the VM', function () {
   this.timeout(1_000_000);
