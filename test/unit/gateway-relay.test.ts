@@ -9,6 +9,7 @@ import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FakeBackend, type FakeHost } from '../../gateway/src/relay/fake-host.js';
+import { capabilityList, translateConfig } from '../../gateway/src/relay/host.js';
 import { GatewayServer } from '../../gateway/src/relay/server.js';
 import type { ModelSession } from '../../gateway/src/relay/session.js';
 import { FrameReader } from '../../gateway/src/proto/frames.js';
@@ -34,11 +35,24 @@ class ModelPeer {
   private waiters: (() => void)[] = [];
   private nextId = 1;
   ended = false;
+  configReads = 0;
+
+  /** The model's config space, as CONFIG_READ sees it: an MSI capability at 0x50. */
+  readonly config = new Uint8Array(256);
 
   constructor(readonly sock: Socket) {
+    this.config[0x06] = 0x10;
+    this.config[0x34] = 0x50;
+    this.config[0x50] = 0x05;
     sock.on('data', (c: Buffer) => {
       for (const r of this.reader.push(c)) {
-        if (r.ok) this.received.push(r.message);
+        if (r.ok && r.message.cmd === 'CONFIG_READ' && !r.message.reply) {
+          const { offset, size } = r.message.body;
+          let value = 0;
+          for (let i = size - 1; i >= 0; i--) value = value * 256 + (this.config[offset + i] ?? 0);
+          this.send({ cmd: 'CONFIG_READ', id: r.message.id, reply: true, posted: false, error: 'NONE', body: { value } });
+          this.configReads++;
+        } else if (r.ok) this.received.push(r.message);
         else this.refused.push(r.error.code);
       }
       this.wake();
@@ -234,6 +248,28 @@ describe('gateway relay (FakeHost, no kernel, no QEMU)', function () {
     peer.send({ cmd: 'STATS', id, reply: false, posted: false, error: 'NONE', body: {} });
     return (await peer.take((m) => m.cmd === 'STATS' && m.id === id)).body as Record<string, bigint>;
   }
+
+  describe('config space', function () {
+    it("walks the model's capability list before the host starts", async function () {
+      await attach();
+      expect(peer.configReads).to.equal(5); // status, its high byte, the pointer, the MSI capability's ID and next
+    });
+
+    it('puts host config writes where the model has the same capability', function () {
+      const cfg = new Uint8Array(256);
+      cfg[0x06] = 0x10;
+      cfg[0x34] = 0x40;
+      Object.assign(cfg, { 0x40: 0x01, 0x41: 0x48, 0x48: 0x05, 0x49: 0x60, 0x60: 0x10, 0x61: 0x00 });
+      const host = capabilityList((o) => cfg[o] ?? 0);
+      expect([...host]).to.deep.equal([[0x01, 0x40], [0x05, 0x48], [0x10, 0x60]]);
+      const model = new Map([[0x05, 0x50], [0x01, 0x80]]);
+      expect(translateConfig(0x04, 2, host, model)).to.equal(0x04); // the header is shared
+      expect(translateConfig(0x4a, 2, host, model)).to.equal(0x52); // MSI control
+      expect(translateConfig(0x44, 2, host, model)).to.equal(0x84); // PM control/status
+      expect(translateConfig(0x62, 2, host, model)).to.equal(null); // PCIe: the model has none
+      expect(translateConfig(0x3e, 4, host, model)).to.equal(null); // across the header's end
+    });
+  });
 
   describe('host -> model', function () {
     it('relays 10,000 traced writes posted, in program order, with size and value; untraced writes stay on the host', async function () {

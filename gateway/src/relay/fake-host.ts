@@ -106,6 +106,10 @@ export class FakeHost extends EventEmitter implements HostDevice {
     this.emit('interrupt', irq);
   }
 
+  capabilities(): Map<number, number> | null {
+    return null; // the program playing the driver writes in the model's layout
+  }
+
   stats(): Record<string, bigint> {
     return { ...this.counters };
   }

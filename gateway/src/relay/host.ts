@@ -37,6 +37,13 @@ export interface HostDevice {
   msi(kind: IrqKind, vector: number): void;
   /** The INTx line's level. */
   intx(level: boolean): void;
+  /**
+   * Where the host put each capability in its config space (capability ID ->
+   * offset), to translate the host's config writes into the model's layout;
+   * null when the host's offsets already are the model's. Known once start()
+   * has returned.
+   */
+  capabilities(): Map<number, number> | null;
   /** Host-side counters, for STATS and the dashboard. */
   stats(): Record<string, bigint>;
   /** Removes the device (a surprise removal for the driver). */
@@ -56,4 +63,37 @@ export function sizeMask(size: number): bigint {
 /** Whether [offset, offset + size) of `bar` lies inside one of the regions. */
 export function inRegions(regions: readonly { bar: number; offset: bigint; size: bigint }[], bar: number, offset: bigint, size: number): boolean {
   return regions.some((r) => r.bar === bar && offset >= r.offset && offset + BigInt(size) <= r.offset + r.size);
+}
+
+/** The capability list of a config space: ID -> offset (the first of each ID). */
+export function capabilityList(read8: (offset: number) => number): Map<number, number> {
+  const caps = new Map<number, number>();
+  const status = read8(0x06) | (read8(0x07) << 8);
+  if (!(status & 0x10)) return caps;
+  let off = read8(0x34) & 0xfc;
+  for (let n = 0; off >= 0x40 && off < 0x100 && n < 48; n++) {
+    const id = read8(off);
+    if (!caps.has(id)) caps.set(id, off);
+    off = read8(off + 1) & 0xfc;
+  }
+  return caps;
+}
+
+/**
+ * The model's offset for a host config write at `offset`: the header
+ * (below 0x40) is the same on both; inside a capability, the same place in
+ * the model's capability of that ID; null where the model has no such place.
+ */
+export function translateConfig(offset: number, size: number, host: Map<number, number>, model: Map<number, number>): number | null {
+  if (offset + size <= 0x40) return offset;
+  const starts = [...host.entries()].sort((a, b) => a[1] - b[1]);
+  for (let i = 0; i < starts.length; i++) {
+    const [id, at] = starts[i] as [number, number];
+    const end = i + 1 < starts.length ? (starts[i + 1] as [number, number])[1] : 0x100;
+    if (offset >= at && offset + size <= end) {
+      const m = model.get(id);
+      return m === undefined ? null : m + (offset - at);
+    }
+  }
+  return null;
 }

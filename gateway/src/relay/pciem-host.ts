@@ -1,9 +1,10 @@
 // The real host: a card on the host's PCI bus through /dev/pciem.
+import { readFileSync, readdirSync } from 'node:fs';
 import { PciemError } from '../errors.js';
 import { BarFlags, Caps, IrqKind, MsiFlags, ResetKind, type DeviceRequest } from '../../../proto/generated/wire.js';
 import { EVENT, TRACE } from '../pciem/uapi.js';
 import { PciemDevice, type PciemEvent } from '../pciem/device.js';
-import { inRegions, sizeMask, type HostBackend, type HostDevice, type HostSink } from './host.js';
+import { capabilityList, inRegions, sizeMask, type HostBackend, type HostDevice, type HostSink } from './host.js';
 
 export interface PciemHostOptions {
   /** The pciem device node. */
@@ -32,6 +33,9 @@ class PciemHost implements HostDevice {
   readonly address: string;
   private readonly bars = new Map<number, DataView>();
   private sink: HostSink | null = null;
+  private caps: Map<number, number> = new Map();
+  /** The function's PCI address on the host, once started. */
+  bdf = '';
 
   private constructor(
     private readonly dev: PciemDevice,
@@ -89,8 +93,37 @@ class PciemHost implements HostDevice {
 
   start(sink: HostSink): void {
     this.sink = sink;
+    // Events are delivered on later turns of the event loop, so the config
+    // layout read right after START is known before the first one.
     this.dev.onEvents((events) => this.deliver(events));
     this.dev.start();
+    this.caps = this.readCapabilities();
+  }
+
+  /** The host's capability layout, from the function's config space in sysfs. */
+  private readCapabilities(): Map<number, number> {
+    const b0 = this.desc.bars[0];
+    if (!b0) return new Map();
+    const phys = this.dev.barInfo(FUNC, b0.index).physAddr;
+    for (const name of readdirSync('/sys/bus/pci/devices')) {
+      const dir = `/sys/bus/pci/devices/${name}`;
+      let resource: string;
+      try {
+        resource = readFileSync(`${dir}/resource`, 'utf8');
+      } catch {
+        continue;
+      }
+      const line = resource.split('\n')[b0.index] ?? '';
+      if (BigInt(line.split(' ')[0] ?? '0') !== phys) continue;
+      this.bdf = name;
+      const config = readFileSync(`${dir}/config`);
+      return capabilityList((o) => config[o] ?? 0);
+    }
+    throw new PciemError('PCIEM_ERR_NO_DEVICE', `the card (BAR${b0.index} at 0x${phys.toString(16)}) is not in /sys/bus/pci/devices`);
+  }
+
+  capabilities(): Map<number, number> | null {
+    return this.caps;
   }
 
   private deliver(events: PciemEvent[]): void {

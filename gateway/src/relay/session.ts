@@ -13,7 +13,7 @@ import {
   type CmdName, type DeviceRequest, type FailureName, type Message, type MessageOf, type RawHeader, type ResetKind, type StatsReply,
 } from '../../../proto/generated/wire.js';
 import { mismatch } from '../description.js';
-import { sizeMask, type HostBackend, type HostDevice, type HostSink } from './host.js';
+import { capabilityList, sizeMask, translateConfig, type HostBackend, type HostDevice, type HostSink } from './host.js';
 
 export type SessionState = 'hello' | 'device' | 'running' | 'closed';
 
@@ -76,6 +76,9 @@ export class ModelSession extends EventEmitter {
   private blocked = false;
   private readonly log: Logger;
   private readonly timeoutMs: number;
+  /** Capability layouts (ID -> offset): the host's (null: same as the model's) and the model's. */
+  private hostCaps: Map<number, number> | null = null;
+  private modelCaps = new Map<number, number>();
 
   constructor(private readonly socket: Duplex, private readonly opts: SessionOptions) {
     super();
@@ -404,8 +407,47 @@ export class ModelSession extends EventEmitter {
     this.deviceName = m.body.name;
     this.state = 'running';
     this.reply(m, {});
-    host.start(this.sink());
-    this.log.info('device on the host', { device: m.body.name, at: host.address });
+    void this.startHost(host);
+  }
+
+  /**
+   * Learns the model's capability layout (so the host's config writes can be
+   * put where the model has them), then lets the host's driver bind.
+   */
+  private async startHost(host: HostDevice): Promise<void> {
+    let modelCaps = new Map<number, number>();
+    try {
+      const bytes = new Uint8Array(0x100);
+      const read8 = async (o: number): Promise<number> => {
+        const r = await this.request({ cmd: 'CONFIG_READ', id: 0, reply: false, posted: false, error: 'NONE', body: { offset: o, size: 1 } });
+        return (r.body as { value: number }).value & 0xff;
+      };
+      // The walk needs only the bytes it visits: fetch them as it goes.
+      for (const o of [0x06, 0x07, 0x34]) bytes[o] = await read8(o);
+      const seen = new Set<number>();
+      let off = (bytes[0x34] ?? 0) & 0xfc;
+      while ((bytes[0x06] ?? 0) & 0x10 && off >= 0x40 && off < 0x100 && !seen.has(off)) {
+        seen.add(off);
+        bytes[off] = await read8(off);
+        bytes[off + 1] = await read8(off + 1);
+        off = (bytes[off + 1] ?? 0) & 0xfc;
+      }
+      modelCaps = capabilityList((o) => bytes[o] ?? 0);
+    } catch (e) {
+      this.log.warn("could not read the model's capabilities: config writes beyond the header will not reach it", { error: asPciemError(e).message });
+    }
+    if (this.host !== host) return; // closed meanwhile
+    this.modelCaps = modelCaps;
+    try {
+      host.start(this.sink());
+    } catch (e) {
+      const err = asPciemError(e);
+      this.log.error('the host could not start the device', { code: err.code, error: err.message });
+      this.close(`the host could not start the device: ${err.message}`, { code: wireError(err.code), refId: 0 });
+      return;
+    }
+    this.hostCaps = host.capabilities();
+    this.log.info('device on the host', { device: this.deviceName, at: host.address });
     this.emit('device', host);
   }
 
@@ -426,7 +468,12 @@ export class ModelSession extends EventEmitter {
           },
         );
       },
-      configWrite: (offset, size, value) => {
+      configWrite: (hostOffset, size, value) => {
+        const offset = this.hostCaps === null ? hostOffset : translateConfig(hostOffset, size, this.hostCaps, this.modelCaps);
+        if (offset === null) {
+          this.log.debug('a config write the model has no place for', { offset: hostOffset, size, value });
+          return;
+        }
         this.counters.config_writes++;
         this.request({ cmd: 'CONFIG_WRITE', id: 0, reply: false, posted: false, error: 'NONE', body: { offset, size, value } }).catch((e: PciemError) => {
           this.log.warn('the model did not apply a config write', { offset, size, value, error: e.message });
