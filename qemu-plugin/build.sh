@@ -25,8 +25,13 @@ TARGET=x86_64-softmmu
 DEVICES_NAME=pciem
 
 HERE=$PCIEM_TOP/qemu-plugin
-# Generated C headers the device sources include, copied next to them.
-GENERATED_HEADERS=("$PCIEM_TOP/proto/generated/protopciem_regs.h")
+# Generated C sources copied next to ours: the card's constants and the
+# wire protocol's codec (for the bridge).
+GENERATED_FILES=(
+	"$PCIEM_TOP/proto/generated/protopciem_regs.h"
+	"$PCIEM_TOP/proto/generated/wire.h"
+	"$PCIEM_TOP/proto/generated/wire.c"
+)
 QDIR=$PCIEM_CACHE/qemu
 PYTOOLS=$QDIR/pytools
 PYTOOLS_SITE=$PYTOOLS/usr/lib/python3/dist-packages
@@ -71,7 +76,7 @@ check_host() {
 	done
 	[ ${#missing[@]} -eq 0 ] ||
 		die "missing tools: ${missing[*]}; install qemu-plugin/packages.debian ('make deps')"
-	for t in glib-2.0 pixman-1 zlib json-c cmocka; do
+	for t in glib-2.0 pixman-1 zlib json-c cmocka msgpack; do
 		pkg-config --exists "$t" || missing+=("$t (pkg-config)")
 	done
 	[ -f /usr/include/libfdt.h ] || missing+=("libfdt.h")
@@ -203,7 +208,30 @@ hook_line() {
 	log "hooked hw/pciem into ${file#"$QDIR"/}"
 }
 
-# Puts our sources (and the generated headers they include) into the tree
+# Puts the lines of BLOCK into FILE right after the (unique) line ANCHOR,
+# between two marker comments, replacing what an earlier run put there.
+# FILE is rewritten only when that changes it.
+splice_block() {
+	local file=$1 anchor=$2 block=$3
+	local begin="# >>> pciem-gateway: $(basename "$block")" end="# <<< pciem-gateway"
+	[ "$(grep -cxF "$anchor" "$file")" = 1 ] ||
+		die "cannot splice into ${file#"$QDIR"/}: no unique line '$anchor'"
+	awk -v a="$anchor" -v b="$begin" -v e="$end" -v f="$block" '
+		$0 == b { skip = 1; next }
+		skip && $0 == e { skip = 0; next }
+		skip { next }
+		{ print }
+		$0 == a { print b; while ((getline l < f) > 0) print l; print e }
+	' "$file" >"$file.tmp"
+	if cmp -s "$file" "$file.tmp"; then
+		rm -f "$file.tmp"
+	else
+		mv "$file.tmp" "$file"
+		log "spliced $(basename "$block") into ${file#"$QDIR"/}"
+	fi
+}
+
+# Puts our sources (and the generated files they use) into the tree
 # as hw/pciem/ and wires them into QEMU's meson, Kconfig and trace machinery.
 install_sources() {
 	local src=$1 dir=$1/hw/pciem f
@@ -215,9 +243,9 @@ install_sources() {
 		sync_file "$f" "$dir/$(basename "$f")"
 		want[$(basename "$f")]=1
 	done
-	# The card's constants, generated from proto/protopciem.json.
-	for f in "${GENERATED_HEADERS[@]}"; do
-		[ -f "$f" ] || die "missing $f (run: node_modules/.bin/tsx proto/gen/protopciem.ts)"
+	# Generated from proto/protopciem.json and proto/wire.json.
+	for f in "${GENERATED_FILES[@]}"; do
+		[ -f "$f" ] || die "missing $f (run: make proto)"
 		sync_file "$f" "$dir/$(basename "$f")"
 		want[$(basename "$f")]=1
 	done
@@ -233,6 +261,13 @@ install_sources() {
 	hook_line "$src/hw/Kconfig" "source pciem/Kconfig"
 	# The trace headers are generated before hw/ is visited.
 	hook_line "$src/meson.build" "trace_events_subdirs += [ 'hw/pciem' ]" "subdir('trace')"
+	# -object and object-add accept only the types of QAPI's ObjectType.
+	splice_block "$src/qapi/qom.json" "  'data': { 'socket': 'SocketAddress', 'device': 'str' } }" \
+		"$HERE/qapi/pciem-bridge.json"
+	hook_line "$src/qapi/qom.json" "    'pciem-bridge'," \
+		"    { 'name': 'x-remote-object', 'features': [ 'unstable' ] },"
+	hook_line "$src/qapi/qom.json" "      'pciem-bridge':               'PciemBridgeProperties'," \
+		"      'x-remote-object':            'RemoteObjectProperties',"
 }
 
 configure_flags() {

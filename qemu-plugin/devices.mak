@@ -2,8 +2,10 @@
 # --without-default-devices, so only these and what they select are in).
 # build.sh installs this file as configs/devices/x86_64-softmmu/pciem.mak.
 
-# The card model(s) of this project.
+# The card model(s) of this project, and the bridge that connects a model
+# to the gateway.
 CONFIG_PROTOPCIEM=y
+CONFIG_PCIEM_BRIDGE=y
 
 # -machine x-remote: a PCIe host bridge with no guest CPU, optionally
 # serving its devices over vfio-user.

@@ -1,0 +1,1897 @@
+/*
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ *
+ * pciem-bridge: connects one QEMU PCI device model to the pciem gateway.
+ *
+ *   qemu-system-x86_64 -machine x-remote,vfio-user=off -nodefaults \
+ *       -device protopciem,id=card0 \
+ *       -chardev socket,id=gw,path=/run/pciem.sock,reconnect-ms=1000 \
+ *       -object pciem-bridge,id=br0,device=card0,chardev=gw
+ *
+ * The gateway owns the host side (/dev/pciem); this object speaks version 1
+ * of its wire protocol (docs/protocol.md) over the chardev, with the codec
+ * generated from proto/wire.json (wire.c, wire.h). The model does not know
+ * about the bridge:
+ *
+ *   - Session: on CHR_EVENT_OPENED it sends HELLO, then DEVICE, which it
+ *     reads from the model (config space, io_regions, MSI/MSI-X
+ *     capabilities). Every BAR is traced and read through the model, less
+ *     the MSI-X table and PBA, which the host side owns.
+ *   - Requests from the gateway (MMIO, config, reset, stats) are handled one
+ *     after the other in arrival order, from the chardev's read handler.
+ *   - Interrupts: the device's MSI hooks and the root bus's INTx line become
+ *     MSI and INTX messages.
+ *   - DMA: a lowest-priority I/O region under the whole of the machine's
+ *     system memory (x-remote has no RAM) serves the model's bus-master
+ *     accesses: reads from a read-ahead cache filled by one DMA_READ per
+ *     miss, writes gathered into contiguous runs sent as one posted
+ *     DMA_WRITE. Pending writes are sent before anything else goes out, so
+ *     the PCIe ordering rules (invariant 3) hold on the wire.
+ *
+ * A DMA read waits for its reply synchronously (memory callbacks run under
+ * the BQL): the socket is polled with a deadline, and what the gateway sends
+ * meanwhile is queued, never handed to the model re-entrantly. Nothing the
+ * gateway sends can stop QEMU: bad frames get failed replies or ERRORs, an
+ * unreadable stream closes the connection, a missing reply fails the access
+ * after timeout-ms.
+ */
+
+#include "qemu/osdep.h"
+#include <sys/ioctl.h>
+#include "qemu/bitops.h"
+#include "qemu/bswap.h"
+#include "qemu/cutils.h"
+#include "qemu/error-report.h"
+#include "qemu/main-loop.h"
+#include "qemu/module.h"
+#include "qemu/queue.h"
+#include "qemu/range.h"
+#include "qemu/timer.h"
+#include "qemu/units.h"
+#include "qapi/error.h"
+#include "qapi/visitor.h"
+#include "qom/object_interfaces.h"
+#include "chardev/char-fe.h"
+#include "chardev/char-socket.h"
+#include "exec/address-spaces.h"
+#include "exec/memory.h"
+#include "hw/boards.h"
+#include "hw/pci/msi.h"
+#include "hw/pci/msix.h"
+#include "hw/pci/pci_bus.h"
+#include "hw/pci/pci_device.h"
+#include "hw/pci/pci_host.h"
+#include "hw/qdev-core.h"
+#include "hw/remote/machine.h"
+#include "system/system.h"
+#include "wire.h"
+#include "trace.h"
+
+#define TYPE_PCIEM_BRIDGE "pciem-bridge"
+OBJECT_DECLARE_SIMPLE_TYPE(PCIemBridge, PCIEM_BRIDGE)
+
+#define BRIDGE_NAME "qemu-" QEMU_VERSION " pciem-bridge"
+
+#define BRIDGE_TIMEOUT_MS_DEFAULT     5000
+#define BRIDGE_TIMEOUT_MS_MAX         3600000
+#define BRIDGE_READ_AHEAD_DEFAULT     (64 * KiB)
+#define BRIDGE_WRITE_COMBINE_DEFAULT  (1 * MiB)
+/* The smallest range the host can map for DMA. */
+#define BRIDGE_PAGE_SIZE              4096
+/* Below pci_memory (-1): BARs the host places win over DMA. */
+#define BRIDGE_DMA_PRIORITY           INT_MIN
+/* Bytes of the gateway's frames held while a DMA read waits. */
+#define BRIDGE_QUEUE_MAX              (4 * PCIEM_WIRE_MAX_BODY)
+/* DMA reads that timed out, whose replies may still come. */
+#define BRIDGE_STALE_IDS              16
+
+/* MSIMessage.address carries the kind, data the vector. */
+#define BRIDGE_MSG_MSI                PCIEM_WIRE_IRQ_KIND_MSI
+#define BRIDGE_MSG_MSIX               PCIEM_WIRE_IRQ_KIND_MSIX
+
+typedef enum BridgeState {
+    BRIDGE_DOWN,        /* no connection */
+    BRIDGE_HELLO,       /* HELLO sent, waiting for its reply */
+    BRIDGE_DEVICE,      /* DEVICE sent, waiting for its reply */
+    BRIDGE_READY,       /* the host has the device: requests flow */
+} BridgeState;
+
+static const char *const bridge_state_names[] = {
+    [BRIDGE_DOWN] = "down",
+    [BRIDGE_HELLO] = "hello",
+    [BRIDGE_DEVICE] = "device",
+    [BRIDGE_READY] = "ready",
+};
+
+/* A frame from the gateway, waiting to be handled. */
+typedef struct BridgeFrame {
+    QSIMPLEQ_ENTRY(BridgeFrame) next;
+    struct pciem_wire_header hdr;
+    /* 0, or the negative code the frame is refused with */
+    int rc;
+    uint8_t body[];
+} BridgeFrame;
+
+/* A byte range [start, start + size). */
+typedef struct BridgeRange {
+    uint64_t start;
+    uint64_t size;
+} BridgeRange;
+
+struct PCIemBridge {
+    Object parent_obj;
+
+    /* Properties */
+    char *device;
+    char *chardev;
+    uint32_t timeout_ms;
+    uint32_t read_ahead;
+    uint32_t write_combine;
+
+    bool complete;
+    bool set_up;
+    Notifier machine_done;
+    PCIDevice *pdev;
+    CharBackend chr;
+    Error *unplug_blocker;
+    QEMUBH *bh;
+
+    /* The card, as DEVICE describes it */
+    struct pciem_wire_device desc;
+    /* MSI-X table and PBA in BAR desc.msix_bar: the host side's */
+    BridgeRange msix_table;
+    BridgeRange msix_pba;
+    /* One address space per BAR, so any MemoryRegion layout works */
+    MemoryRegion bar_alias[PCI_ROM_SLOT];
+    AddressSpace bar_as[PCI_ROM_SLOT];
+
+    /* Interrupts */
+    MSITriggerFunc *saved_msi_trigger;
+    MSIPrepareMessageFunc *saved_msi_prepare_message;
+    MSIxPrepareMessageFunc *saved_msix_prepare_message;
+    PCIBus *irq_bus;
+    pci_set_irq_fn saved_set_irq;
+    void *saved_irq_opaque;
+    int irq_num;
+    bool intx_level;
+    bool intx_sent;
+
+    /* DMA */
+    MemoryRegion dma;
+    uint8_t *rcache;
+    uint64_t rcache_addr;
+    uint32_t rcache_len;
+    uint32_t ra_next;
+    uint8_t *wc;
+    uint64_t wc_addr;
+    uint32_t wc_len;
+
+    /* Session: everything below is reset when a connection opens */
+    BridgeState state;
+    unsigned generation;
+    int fd;
+    uint32_t next_id;
+    uint32_t peer_id;
+    uint32_t hello_id;
+    uint32_t device_id;
+    uint32_t dma_wait_id;
+    bool dma_waiting;
+    int dma_wait_rc;
+    uint64_t dma_wait_addr;
+    uint32_t dma_wait_len;
+    uint32_t stale_ids[BRIDGE_STALE_IDS];
+    unsigned stale_next;
+    GByteArray *in;
+    QSIMPLEQ_HEAD(, BridgeFrame) queue;
+    size_t queued_bytes;
+    bool busy;
+    /* A frame header that cannot be read: the reason, sent before closing */
+    int fatal_rc;
+    uint32_t fatal_ref;
+    msgpack_sbuffer out;
+    struct pciem_wire_stats_reply stats;
+};
+
+/* DMA goes through the machine's one system memory: one bridge per QEMU. */
+static PCIemBridge *bridge_instance;
+
+static const char *bridge_id(PCIemBridge *b)
+{
+    const char *id = object_get_canonical_path_component(OBJECT(b));
+
+    return id ? id : TYPE_PCIEM_BRIDGE;
+}
+
+static const char *bridge_cmd_name(unsigned int cmd)
+{
+    const char *name = pciem_wire_cmd_name(cmd);
+
+    return name ? name : "unknown";
+}
+
+static const char *bridge_err_name(unsigned int err)
+{
+    const char *name = pciem_wire_err_name(err);
+
+    return name ? name : "unknown";
+}
+
+static void bridge_set_state(PCIemBridge *b, BridgeState state)
+{
+    b->state = state;
+    trace_pciem_bridge_state(bridge_id(b), bridge_state_names[state]);
+}
+
+/* Request ids run 1..0xffffffff, then 1 again. */
+static uint32_t bridge_id_after(uint32_t id)
+{
+    return id == UINT32_MAX ? 1 : id + 1;
+}
+
+static int64_t bridge_deadline(PCIemBridge *b)
+{
+    return qemu_clock_get_ns(QEMU_CLOCK_REALTIME) +
+           (int64_t)b->timeout_ms * SCALE_MS;
+}
+
+/* ---- the connection: bounded reads and writes ---- */
+
+static void bridge_parse(PCIemBridge *b);
+
+typedef enum BridgePoll {
+    BRIDGE_POLL_OK,
+    BRIDGE_POLL_TIMEOUT,
+    BRIDGE_POLL_GONE,
+} BridgePoll;
+
+/*
+ * Reads what the socket holds now into b->in. The chardev's own read is
+ * used (qemu_chr_fe_read_all), for no more than FIONREAD says is there, so
+ * it never blocks; a readable socket with nothing in it is at its end,
+ * which that read reports (and the chardev then closes the connection).
+ */
+static bool bridge_read_ready(PCIemBridge *b)
+{
+    unsigned gen = b->generation;
+    int avail = 0;
+    guint old = b->in->len;
+    int n;
+
+    if (ioctl(b->fd, FIONREAD, &avail) < 0 || avail < 0) {
+        avail = 0;
+    }
+    n = MAX(avail, 1);
+    g_byte_array_set_size(b->in, old + n);
+    n = qemu_chr_fe_read_all(&b->chr, b->in->data + old, n);
+    if (b->generation != gen) {
+        /* Closed (and the session state dropped) under our feet. */
+        return false;
+    }
+    g_byte_array_set_size(b->in, old + MAX(n, 0));
+    if (n <= 0) {
+        qemu_chr_fe_disconnect(&b->chr);
+        return false;
+    }
+    b->stats.bytes_in += n;
+    return true;
+}
+
+/*
+ * Waits until @deadline (QEMU_CLOCK_REALTIME ns) for the socket to have
+ * input, or with @want_out room for output; input is read and parsed
+ * (requests are queued, never handled here).
+ */
+static BridgePoll bridge_poll(PCIemBridge *b, bool want_out, int64_t deadline)
+{
+    unsigned gen = b->generation;
+    GPollFD pfd = { .fd = b->fd };
+    int64_t now = qemu_clock_get_ns(QEMU_CLOCK_REALTIME);
+    int r;
+
+    if (b->state == BRIDGE_DOWN || b->fd < 0) {
+        return BRIDGE_POLL_GONE;
+    }
+    if (now >= deadline) {
+        return BRIDGE_POLL_TIMEOUT;
+    }
+    /* Past the limit, the gateway's frames wait in the socket. */
+    if (b->queued_bytes + b->in->len < BRIDGE_QUEUE_MAX) {
+        pfd.events |= G_IO_IN | G_IO_HUP | G_IO_ERR;
+    }
+    if (want_out) {
+        pfd.events |= G_IO_OUT;
+    }
+    r = qemu_poll_ns(&pfd, 1, deadline - now);
+    if (r < 0) {
+        return errno == EINTR ? BRIDGE_POLL_OK : BRIDGE_POLL_GONE;
+    }
+    if (r == 0) {
+        return BRIDGE_POLL_TIMEOUT;
+    }
+    if (pfd.revents & (G_IO_IN | G_IO_HUP | G_IO_ERR)) {
+        if (!bridge_read_ready(b)) {
+            return BRIDGE_POLL_GONE;
+        }
+        bridge_parse(b);
+        /* Whatever got queued runs once the current access is over. */
+        qemu_bh_schedule(b->bh);
+    }
+    return b->generation == gen ? BRIDGE_POLL_OK : BRIDGE_POLL_GONE;
+}
+
+/*
+ * Writes @len bytes. While the socket is full, what the gateway sends is
+ * read and queued, so neither side can block the other; if the gateway
+ * takes nothing for timeout-ms, the connection is closed.
+ */
+static bool bridge_write(PCIemBridge *b, const uint8_t *buf, size_t len)
+{
+    unsigned gen = b->generation;
+    int64_t deadline = bridge_deadline(b);
+    int n;
+
+    while (len) {
+        if (b->generation != gen || b->state == BRIDGE_DOWN) {
+            return false;
+        }
+        n = qemu_chr_fe_write(&b->chr, buf, MIN(len, INT_MAX));
+        if (n > 0) {
+            buf += n;
+            len -= n;
+            b->stats.bytes_out += n;
+            deadline = bridge_deadline(b);
+            continue;
+        }
+        if (n < 0 && errno != EAGAIN) {
+            return false;
+        }
+        switch (bridge_poll(b, true, deadline)) {
+        case BRIDGE_POLL_OK:
+            break;
+        case BRIDGE_POLL_TIMEOUT:
+            error_report("%s: the gateway took no data for %u ms; closing "
+                         "the connection", bridge_id(b), b->timeout_ms);
+            b->stats.timeouts++;
+            qemu_chr_fe_disconnect(&b->chr);
+            return false;
+        case BRIDGE_POLL_GONE:
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool bridge_flush_writes(PCIemBridge *b);
+
+/* Encodes and sends @m; a request gets the next id first. */
+static bool bridge_send(PCIemBridge *b, struct pciem_wire_msg *m)
+{
+    bool reply = m->hdr.flags & PCIEM_WIRE_FLAG_REPLY;
+    int rc;
+
+    if (b->state == BRIDGE_DOWN) {
+        return false;
+    }
+    /* Invariant 3: the model's writes land before anything after them. */
+    if (m->hdr.cmd != PCIEM_WIRE_CMD_DMA_WRITE && !bridge_flush_writes(b)) {
+        return false;
+    }
+    if (!reply) {
+        m->hdr.id = b->next_id;
+        b->next_id = bridge_id_after(b->next_id);
+        if (m->hdr.cmd == PCIEM_WIRE_CMD_DMA_READ) {
+            /* Set before writing: the reply may be parsed while we write. */
+            b->dma_wait_id = m->hdr.id;
+            b->dma_waiting = true;
+        }
+    }
+    b->out.size = 0;
+    rc = pciem_wire_encode(m, &b->out);
+    if (rc) {
+        /* What we send comes from the model and our own state. */
+        error_report("%s: cannot encode %s: %s", bridge_id(b),
+                     bridge_cmd_name(m->hdr.cmd), bridge_err_name(-rc));
+        b->dma_waiting = false;
+        return false;
+    }
+    trace_pciem_bridge_tx(m->hdr.id, bridge_cmd_name(m->hdr.cmd),
+                          m->hdr.flags, m->hdr.error,
+                          (uint32_t)(b->out.size - PCIEM_WIRE_HEADER_SIZE));
+    if (m->hdr.error) {
+        b->stats.errors_out++;
+    }
+    if (!bridge_write(b, (const uint8_t *)b->out.data, b->out.size)) {
+        b->dma_waiting = false;
+        return false;
+    }
+    b->stats.frames_out++;
+    return true;
+}
+
+/* A request from the bridge with no fields set but cmd and flags. */
+static void bridge_msg_init(struct pciem_wire_msg *m, unsigned int cmd,
+                            unsigned int flags)
+{
+    memset(m, 0, sizeof(*m));
+    m->hdr.cmd = cmd;
+    m->hdr.flags = flags;
+}
+
+/* The reply to request @hdr, with no fields set. */
+static void bridge_reply_init(struct pciem_wire_msg *m,
+                              const struct pciem_wire_header *hdr)
+{
+    bridge_msg_init(m, hdr->cmd, PCIEM_WIRE_FLAG_REPLY);
+    m->hdr.id = hdr->id;
+}
+
+static void G_GNUC_PRINTF(4, 5)
+bridge_send_error(PCIemBridge *b, uint32_t ref_id, int err,
+                  const char *fmt, ...)
+{
+    struct pciem_wire_msg m;
+    va_list ap;
+
+    bridge_msg_init(&m, PCIEM_WIRE_CMD_ERROR, PCIEM_WIRE_FLAG_POSTED);
+    m.hdr.error = err;
+    m.body.error.ref_id = ref_id;
+    va_start(ap, fmt);
+    vsnprintf(m.body.error.message, sizeof(m.body.error.message), fmt, ap);
+    va_end(ap);
+    bridge_send(b, &m);
+}
+
+/*
+ * Refuses frame @hdr with @err: a failed reply if it is a request that
+ * expects one (and such a reply can be sent), else an ERROR about it.
+ */
+static void G_GNUC_PRINTF(4, 5)
+bridge_refuse(PCIemBridge *b, const struct pciem_wire_header *hdr, int err,
+              const char *fmt, ...)
+{
+    struct pciem_wire_msg m;
+    char msg[PCIEM_WIRE_MESSAGE_MAX + 1];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    trace_pciem_bridge_refused(hdr->id, bridge_cmd_name(hdr->cmd),
+                               bridge_err_name(err), msg);
+
+    if (!(hdr->flags & (PCIEM_WIRE_FLAG_REPLY | PCIEM_WIRE_FLAG_POSTED)) &&
+        hdr->id) {
+        bridge_reply_init(&m, hdr);
+        m.hdr.error = err;
+        pstrcpy(m.body.error_reply.message,
+                sizeof(m.body.error_reply.message), msg);
+        b->out.size = 0;
+        /* Not every header can be answered (an undefined command). */
+        if (pciem_wire_encode(&m, &b->out) == 0) {
+            bridge_send(b, &m);
+            return;
+        }
+    }
+    bridge_send_error(b, hdr->id, err, "%s", msg);
+}
+
+/* ---- DMA: read-ahead cache and write combining ---- */
+
+static void bridge_cache_invalidate(PCIemBridge *b)
+{
+    b->rcache_len = 0;
+}
+
+static bool bridge_cache_hit(PCIemBridge *b, uint64_t addr, unsigned size)
+{
+    return b->rcache_len && addr >= b->rcache_addr &&
+           addr - b->rcache_addr <= b->rcache_len - size;
+}
+
+/* Sends the gathered writes as one posted DMA_WRITE. */
+static bool bridge_flush_writes(PCIemBridge *b)
+{
+    struct pciem_wire_msg m;
+    uint32_t len = b->wc_len;
+
+    if (!len) {
+        return true;
+    }
+    bridge_msg_init(&m, PCIEM_WIRE_CMD_DMA_WRITE, PCIEM_WIRE_FLAG_POSTED);
+    m.body.dma_write.addr = b->wc_addr;
+    m.body.dma_write.data.data = b->wc;
+    m.body.dma_write.data.len = len;
+    /* Cleared first: bridge_send() flushes, and must find nothing. */
+    b->wc_len = 0;
+    trace_pciem_bridge_dma_write(b->wc_addr, len);
+    if (!bridge_send(b, &m)) {
+        return false;
+    }
+    b->stats.dma_writes++;
+    b->stats.dma_bytes += len;
+    return true;
+}
+
+static bool bridge_is_stale(PCIemBridge *b, uint32_t id)
+{
+    unsigned i;
+
+    for (i = 0; i < BRIDGE_STALE_IDS; i++) {
+        if (b->stale_ids[i] == id) {
+            b->stale_ids[i] = 0;
+            return true;
+        }
+    }
+    return false;
+}
+
+/*
+ * One DMA_READ of @len bytes at @addr into the cache, waiting at most
+ * timeout-ms for the reply. Returns 0 or the wire error (FAULT, TIMEOUT,
+ * IO when the connection went away, or the reply's own).
+ */
+static int bridge_dma_fetch(PCIemBridge *b, uint64_t addr, uint32_t len)
+{
+    struct pciem_wire_msg m;
+    unsigned gen = b->generation;
+    int64_t deadline;
+
+    bridge_cache_invalidate(b);
+    bridge_msg_init(&m, PCIEM_WIRE_CMD_DMA_READ, 0);
+    m.body.dma_read.addr = addr;
+    m.body.dma_read.len = len;
+    b->dma_wait_addr = addr;
+    b->dma_wait_len = len;
+    b->dma_wait_rc = PCIEM_WIRE_ERR_IO;
+    if (!bridge_send(b, &m)) {
+        return PCIEM_WIRE_ERR_IO;
+    }
+    b->stats.dma_reads++;
+    deadline = bridge_deadline(b);
+    while (b->dma_waiting) {
+        if (b->generation != gen || b->fatal_rc) {
+            b->dma_waiting = false;
+            return PCIEM_WIRE_ERR_IO;
+        }
+        switch (bridge_poll(b, false, deadline)) {
+        case BRIDGE_POLL_OK:
+            break;
+        case BRIDGE_POLL_TIMEOUT:
+            error_report("%s: no reply to DMA_READ %u (0x%x bytes at 0x%"
+                         PRIx64 ") in %u ms; the access fails",
+                         bridge_id(b), m.hdr.id, len, addr, b->timeout_ms);
+            b->stats.timeouts++;
+            b->dma_waiting = false;
+            b->stale_ids[b->stale_next++ % BRIDGE_STALE_IDS] = m.hdr.id;
+            return PCIEM_WIRE_ERR_TIMEOUT;
+        case BRIDGE_POLL_GONE:
+            b->dma_waiting = false;
+            return PCIEM_WIRE_ERR_IO;
+        }
+    }
+    if (!b->dma_wait_rc) {
+        b->stats.dma_bytes += len;
+    }
+    return b->dma_wait_rc;
+}
+
+/*
+ * Fills the cache for an access of @size bytes at @addr: read-ahead first;
+ * if the gateway refuses that (FAULT: it runs past what the driver
+ * mapped), to the end of the page, then just the access. The read-ahead
+ * halves after a fault and grows back on success.
+ */
+static MemTxResult bridge_dma_fill(PCIemBridge *b, uint64_t addr,
+                                   unsigned size)
+{
+    /* Bytes from addr to 2^64, saturated. */
+    uint64_t room = addr ? -addr : UINT64_MAX;
+    uint64_t tries[3] = {
+        MIN(b->ra_next, room),
+        MIN(BRIDGE_PAGE_SIZE - (addr & (BRIDGE_PAGE_SIZE - 1)), room),
+        size,
+    };
+    uint64_t last = 0;
+    unsigned i;
+    int rc;
+
+    for (i = 0; i < ARRAY_SIZE(tries); i++) {
+        if (tries[i] < size || tries[i] == last) {
+            continue;
+        }
+        last = tries[i];
+        rc = bridge_dma_fetch(b, addr, tries[i]);
+        trace_pciem_bridge_dma_read(addr, tries[i], bridge_err_name(rc));
+        if (!rc) {
+            if (i == 0) {
+                b->ra_next = MIN((uint64_t)b->ra_next * 2, b->read_ahead);
+            }
+            return MEMTX_OK;
+        }
+        if (rc != PCIEM_WIRE_ERR_FAULT) {
+            return MEMTX_ERROR;
+        }
+        if (i == 0) {
+            b->ra_next = MAX(b->ra_next / 2, BRIDGE_PAGE_SIZE);
+        }
+    }
+    return MEMTX_DECODE_ERROR;
+}
+
+static MemTxResult bridge_dma_read(void *opaque, hwaddr addr, uint64_t *data,
+                                   unsigned size, MemTxAttrs attrs)
+{
+    PCIemBridge *b = opaque;
+    MemTxResult r;
+
+    if (!bridge_cache_hit(b, addr, size)) {
+        /* Invariant 3: the host sees the model's writes before its reads. */
+        if (!bridge_flush_writes(b)) {
+            return MEMTX_ERROR;
+        }
+        r = bridge_dma_fill(b, addr, size);
+        if (r != MEMTX_OK) {
+            *data = 0;
+            return r;
+        }
+    }
+    *data = ldn_le_p(b->rcache + (addr - b->rcache_addr), size);
+    /* The cache lives until the model's current work is over. */
+    qemu_bh_schedule(b->bh);
+    return MEMTX_OK;
+}
+
+static MemTxResult bridge_dma_write(void *opaque, hwaddr addr, uint64_t data,
+                                    unsigned size, MemTxAttrs attrs)
+{
+    PCIemBridge *b = opaque;
+    uint64_t end = b->wc_addr + b->wc_len;
+
+    if (b->wc_len &&
+        (addr != end || !end || b->wc_len + size > b->write_combine)) {
+        if (!bridge_flush_writes(b)) {
+            return MEMTX_ERROR;
+        }
+    }
+    if (!b->wc_len) {
+        b->wc_addr = addr;
+    }
+    stn_le_p(b->wc + b->wc_len, size, data);
+    b->wc_len += size;
+    if (bridge_cache_hit(b, addr, size)) {
+        stn_le_p(b->rcache + (addr - b->rcache_addr), size, data);
+    } else if (b->rcache_len) {
+        /* Partly inside, or not at all: not worth the arithmetic. */
+        bridge_cache_invalidate(b);
+    }
+    /* Writes never linger: they go out when the model's work is over. */
+    qemu_bh_schedule(b->bh);
+    return MEMTX_OK;
+}
+
+/* DMA works while the gateway has the device. */
+static bool bridge_dma_accepts(void *opaque, hwaddr addr, unsigned size,
+                               bool is_write, MemTxAttrs attrs)
+{
+    PCIemBridge *b = opaque;
+
+    return b->state == BRIDGE_READY;
+}
+
+/*
+ * QEMU splits every access to an I/O region into <= 8-byte calls; the
+ * cache and the write buffer turn those back into bulk transfers.
+ */
+static const MemoryRegionOps bridge_dma_ops = {
+    .read_with_attrs = bridge_dma_read,
+    .write_with_attrs = bridge_dma_write,
+    .endianness = DEVICE_LITTLE_ENDIAN,
+    .valid = {
+        .min_access_size = 1,
+        .max_access_size = 8,
+        .unaligned = true,
+        .accepts = bridge_dma_accepts,
+    },
+    .impl = {
+        .min_access_size = 1,
+        .max_access_size = 8,
+        .unaligned = true,
+    },
+};
+
+/* ---- interrupts ---- */
+
+static MSIMessage bridge_msi_prepare_message(PCIDevice *pdev,
+                                             unsigned int vector)
+{
+    return (MSIMessage) { .address = BRIDGE_MSG_MSI, .data = vector };
+}
+
+static MSIMessage bridge_msix_prepare_message(PCIDevice *pdev,
+                                              unsigned int vector)
+{
+    return (MSIMessage) { .address = BRIDGE_MSG_MSIX, .data = vector };
+}
+
+static void bridge_msi_trigger(PCIDevice *pdev, MSIMessage msg)
+{
+    PCIemBridge *b = bridge_instance;
+    struct pciem_wire_msg m;
+
+    trace_pciem_bridge_msi(msg.address, msg.data);
+    if (!b || b->state != BRIDGE_READY) {
+        return;
+    }
+    bridge_msg_init(&m, PCIEM_WIRE_CMD_MSI, PCIEM_WIRE_FLAG_POSTED);
+    m.body.msi.kind = msg.address;
+    m.body.msi.vector = msg.data;
+    if (bridge_send(b, &m)) {
+        b->stats.interrupts++;
+    }
+}
+
+static void bridge_send_intx(PCIemBridge *b)
+{
+    struct pciem_wire_msg m;
+
+    bridge_msg_init(&m, PCIEM_WIRE_CMD_INTX, PCIEM_WIRE_FLAG_POSTED);
+    m.body.intx.level = b->intx_level;
+    if (bridge_send(b, &m)) {
+        b->intx_sent = b->intx_level;
+        b->stats.interrupts++;
+    }
+}
+
+/* The root bus's set_irq: our line goes to the gateway, others on. */
+static void bridge_set_irq(void *opaque, int irq_num, int level)
+{
+    PCIemBridge *b = opaque;
+
+    if (irq_num != b->irq_num) {
+        if (b->saved_set_irq) {
+            b->saved_set_irq(b->saved_irq_opaque, irq_num, level);
+        }
+        return;
+    }
+    trace_pciem_bridge_intx(level);
+    b->intx_level = level;
+    if (b->state == BRIDGE_READY && b->intx_sent != b->intx_level) {
+        bridge_send_intx(b);
+    }
+}
+
+/* pciem on the host applies the real masks; the model's stay open. */
+static void bridge_unmask_msix(PCIemBridge *b)
+{
+    int v;
+
+    for (v = 0; v < b->pdev->msix_entries_nr; v++) {
+        msix_set_mask(b->pdev, v, false);
+    }
+}
+
+/* ---- the gateway's requests ---- */
+
+/* Is this byte of config space the host's (not applied to the model)? */
+static const char *bridge_config_owner(PCIemBridge *b, uint32_t addr)
+{
+    PCIDevice *pdev = b->pdev;
+    uint8_t cap = pdev->msi_cap;
+
+    if (addr >= PCI_BASE_ADDRESS_0 && addr < PCI_BASE_ADDRESS_5 + 4) {
+        return "BAR";
+    }
+    if (addr >= PCI_ROM_ADDRESS && addr < PCI_ROM_ADDRESS + 4) {
+        return "expansion ROM";
+    }
+    if (msi_present(pdev)) {
+        bool is64 = pci_get_word(pdev->config + cap + PCI_MSI_FLAGS) &
+                    PCI_MSI_FLAGS_64BIT;
+        uint32_t data = cap + (is64 ? PCI_MSI_DATA_64 : PCI_MSI_DATA_32);
+
+        if (addr >= cap + PCI_MSI_ADDRESS_LO && addr < data + 2) {
+            return "MSI address/data";
+        }
+    }
+    return NULL;
+}
+
+static bool bridge_config_is_models(PCIemBridge *b, uint32_t addr,
+                                    uint32_t n)
+{
+    uint32_t k;
+
+    for (k = 0; k < n; k++) {
+        if (bridge_config_owner(b, addr + k)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/*
+ * Applies a config write through the device's config_write, less the
+ * bytes the host owns (BARs, ROM, MSI address and data: the host places
+ * and routes the device, the model must not see those).
+ */
+static void bridge_config_write(PCIemBridge *b, uint32_t addr, uint32_t size,
+                                uint32_t val)
+{
+    uint32_t limit = pci_config_size(b->pdev);
+    uint32_t i = 0, applied = 0, n;
+    const char *owner;
+
+    if (addr + size > limit) {
+        trace_pciem_bridge_config_skip(addr, size, val, "beyond config space");
+        return;
+    }
+    while (i < size) {
+        owner = bridge_config_owner(b, addr + i);
+        if (owner) {
+            trace_pciem_bridge_config_skip(addr + i, 1,
+                                           extract32(val, 8 * i, 8), owner);
+            i++;
+            continue;
+        }
+        /* The longest aligned 4, 2 or 1 byte piece the host does not own. */
+        for (n = 4; n > 1; n /= 2) {
+            if (i + n <= size && !((addr + i) % n) &&
+                bridge_config_is_models(b, addr + i, n)) {
+                break;
+            }
+        }
+        pci_host_config_write_common(b->pdev, addr + i, limit,
+                                     extract32(val, 8 * i, 8 * n), n);
+        applied |= MAKE_64BIT_MASK(i, n);
+        i += n;
+    }
+    trace_pciem_bridge_config_write(addr, size, val, applied);
+}
+
+/* Where an MMIO access may go: a BAR, outside the MSI-X structures. */
+static int bridge_check_mmio(PCIemBridge *b, uint8_t bar, uint64_t offset,
+                             uint8_t size, char *why, size_t why_len)
+{
+    PCIIORegion *r;
+    BridgeRange ranges[2] = { b->msix_table, b->msix_pba };
+    unsigned i;
+
+    if (bar >= PCI_ROM_SLOT || !b->pdev->io_regions[bar].size) {
+        snprintf(why, why_len, "the device has no BAR %u", bar);
+        return PCIEM_WIRE_ERR_NO_DEVICE;
+    }
+    r = &b->pdev->io_regions[bar];
+    if (offset >= r->size || size > r->size - offset) {
+        snprintf(why, why_len, "%u bytes at 0x%" PRIx64 " leave BAR %u (0x%"
+                 PRIx64 " bytes)", size, offset, bar, r->size);
+        return PCIEM_WIRE_ERR_NO_DEVICE;
+    }
+    for (i = 0; b->desc.msix_vectors && bar == b->desc.msix_bar &&
+         i < ARRAY_SIZE(ranges); i++) {
+        if (ranges_overlap(offset, size, ranges[i].start, ranges[i].size)) {
+            snprintf(why, why_len, "0x%" PRIx64 " in BAR %u is the MSI-X "
+                     "table or PBA, which the host owns", offset, bar);
+            return PCIEM_WIRE_ERR_NO_DEVICE;
+        }
+    }
+    return 0;
+}
+
+static void bridge_mmio_write(PCIemBridge *b, const struct pciem_wire_msg *m)
+{
+    const struct pciem_wire_mmio_write *w = &m->body.mmio_write;
+    char why[PCIEM_WIRE_MESSAGE_MAX];
+    struct pciem_wire_msg reply;
+    uint8_t buf[8];
+    MemTxResult r;
+    int err;
+
+    err = bridge_check_mmio(b, w->bar, w->offset, w->size, why, sizeof(why));
+    if (err) {
+        bridge_refuse(b, &m->hdr, err, "MMIO_WRITE: %s", why);
+        return;
+    }
+    stq_le_p(buf, w->value);
+    r = address_space_write(&b->bar_as[w->bar], w->offset,
+                            MEMTXATTRS_UNSPECIFIED, buf, w->size);
+    trace_pciem_bridge_mmio_write(w->bar, w->offset, w->size, w->value, r);
+    b->stats.mmio_writes++;
+    if (r != MEMTX_OK) {
+        bridge_refuse(b, &m->hdr, PCIEM_WIRE_ERR_INVALID, "MMIO_WRITE: the "
+                      "model refused %u bytes at 0x%" PRIx64 " in BAR %u",
+                      w->size, w->offset, w->bar);
+        return;
+    }
+    if (!(m->hdr.flags & PCIEM_WIRE_FLAG_POSTED)) {
+        bridge_reply_init(&reply, &m->hdr);
+        bridge_send(b, &reply);
+    }
+}
+
+static void bridge_mmio_read(PCIemBridge *b, const struct pciem_wire_msg *m)
+{
+    const struct pciem_wire_mmio_read *rd = &m->body.mmio_read;
+    char why[PCIEM_WIRE_MESSAGE_MAX];
+    struct pciem_wire_msg reply;
+    uint8_t buf[8] = { 0 };
+    MemTxResult r;
+    int err;
+
+    err = bridge_check_mmio(b, rd->bar, rd->offset, rd->size, why,
+                            sizeof(why));
+    if (err) {
+        bridge_refuse(b, &m->hdr, err, "MMIO_READ: %s", why);
+        return;
+    }
+    r = address_space_read(&b->bar_as[rd->bar], rd->offset,
+                           MEMTXATTRS_UNSPECIFIED, buf, rd->size);
+    trace_pciem_bridge_mmio_read(rd->bar, rd->offset, rd->size,
+                                 ldq_le_p(buf), r);
+    b->stats.mmio_reads++;
+    if (r != MEMTX_OK) {
+        bridge_refuse(b, &m->hdr, PCIEM_WIRE_ERR_INVALID, "MMIO_READ: the "
+                      "model refused %u bytes at 0x%" PRIx64 " in BAR %u",
+                      rd->size, rd->offset, rd->bar);
+        return;
+    }
+    bridge_reply_init(&reply, &m->hdr);
+    reply.body.mmio_read_reply.value = ldq_le_p(buf);
+    bridge_send(b, &reply);
+}
+
+static void bridge_handle_config_read(PCIemBridge *b,
+                                      const struct pciem_wire_msg *m)
+{
+    const struct pciem_wire_config_read *rd = &m->body.config_read;
+    struct pciem_wire_msg reply;
+    uint32_t val;
+
+    val = pci_host_config_read_common(b->pdev, rd->offset,
+                                      pci_config_size(b->pdev), rd->size);
+    val = extract32(val, 0, 8 * rd->size);
+    trace_pciem_bridge_config_read(rd->offset, rd->size, val);
+    b->stats.config_reads++;
+    bridge_reply_init(&reply, &m->hdr);
+    reply.body.config_read_reply.value = val;
+    bridge_send(b, &reply);
+}
+
+static void bridge_handle_config_write(PCIemBridge *b,
+                                       const struct pciem_wire_msg *m)
+{
+    const struct pciem_wire_config_write *w = &m->body.config_write;
+    struct pciem_wire_msg reply;
+
+    bridge_config_write(b, w->offset, w->size, w->value);
+    b->stats.config_writes++;
+    bridge_reply_init(&reply, &m->hdr);
+    bridge_send(b, &reply);
+}
+
+static void bridge_handle_reset(PCIemBridge *b, const struct pciem_wire_msg *m)
+{
+    struct pciem_wire_msg reply;
+
+    trace_pciem_bridge_reset(m->body.reset.kind == PCIEM_WIRE_RESET_KIND_FLR ?
+                             "FLR" : "bus");
+    /* What the model wrote before the reset still lands. */
+    bridge_flush_writes(b);
+    /* FLR and a bus reset look the same from inside the function. */
+    pci_device_reset(b->pdev);
+    bridge_cache_invalidate(b);
+    bridge_unmask_msix(b);
+    b->stats.resets++;
+    bridge_reply_init(&reply, &m->hdr);
+    bridge_send(b, &reply);
+}
+
+static void bridge_handle_stats(PCIemBridge *b, const struct pciem_wire_msg *m)
+{
+    struct pciem_wire_msg reply;
+
+    bridge_flush_writes(b);
+    bridge_reply_init(&reply, &m->hdr);
+    reply.body.stats_reply = b->stats;
+    trace_pciem_bridge_stats(b->stats.mmio_writes, b->stats.dma_reads);
+    bridge_send(b, &reply);
+}
+
+static void bridge_handle_error(PCIemBridge *b, const struct pciem_wire_msg *m)
+{
+    b->stats.errors_in++;
+    trace_pciem_bridge_error_rx(m->body.error.ref_id,
+                                bridge_err_name(m->hdr.error),
+                                m->body.error.message);
+    error_report("%s: the gateway reports %s about frame %u: %s",
+                 bridge_id(b), bridge_err_name(m->hdr.error),
+                 m->body.error.ref_id, m->body.error.message);
+}
+
+/* A well-formed request from the gateway, in its turn. */
+static void bridge_handle_request(PCIemBridge *b,
+                                  const struct pciem_wire_msg *m)
+{
+    const struct pciem_wire_header *hdr = &m->hdr;
+
+    /* A doorbell may follow host writes the cache does not have. */
+    bridge_cache_invalidate(b);
+
+    switch (hdr->cmd) {
+    case PCIEM_WIRE_CMD_ERROR:
+        bridge_handle_error(b, m);
+        return;
+    case PCIEM_WIRE_CMD_HELLO:
+    case PCIEM_WIRE_CMD_DEVICE:
+    case PCIEM_WIRE_CMD_INTX:
+    case PCIEM_WIRE_CMD_MSI:
+    case PCIEM_WIRE_CMD_DMA_READ:
+    case PCIEM_WIRE_CMD_DMA_WRITE:
+        bridge_refuse(b, hdr, PCIEM_WIRE_ERR_STATE, "%s is the model's to "
+                      "send", bridge_cmd_name(hdr->cmd));
+        return;
+    }
+    if (b->state == BRIDGE_HELLO) {
+        bridge_refuse(b, hdr, PCIEM_WIRE_ERR_STATE, "%s before the HELLO "
+                      "reply", bridge_cmd_name(hdr->cmd));
+        return;
+    }
+    if (hdr->cmd == PCIEM_WIRE_CMD_STATS) {
+        bridge_handle_stats(b, m);
+        return;
+    }
+    if (b->state != BRIDGE_READY) {
+        bridge_refuse(b, hdr, PCIEM_WIRE_ERR_STATE, "%s before the DEVICE "
+                      "reply", bridge_cmd_name(hdr->cmd));
+        return;
+    }
+    switch (hdr->cmd) {
+    case PCIEM_WIRE_CMD_MMIO_WRITE:
+        bridge_mmio_write(b, m);
+        break;
+    case PCIEM_WIRE_CMD_MMIO_READ:
+        bridge_mmio_read(b, m);
+        break;
+    case PCIEM_WIRE_CMD_CONFIG_READ:
+        bridge_handle_config_read(b, m);
+        break;
+    case PCIEM_WIRE_CMD_CONFIG_WRITE:
+        bridge_handle_config_write(b, m);
+        break;
+    case PCIEM_WIRE_CMD_RESET:
+        bridge_handle_reset(b, m);
+        break;
+    default:
+        bridge_refuse(b, hdr, PCIEM_WIRE_ERR_UNSUPPORTED, "%s is not "
+                      "implemented", bridge_cmd_name(hdr->cmd));
+        break;
+    }
+}
+
+static void bridge_send_device(PCIemBridge *b)
+{
+    struct pciem_wire_msg m;
+
+    bridge_msg_init(&m, PCIEM_WIRE_CMD_DEVICE, 0);
+    m.body.device = b->desc;
+    bridge_set_state(b, BRIDGE_DEVICE);
+    if (bridge_send(b, &m)) {
+        b->device_id = m.hdr.id;
+    }
+}
+
+static void bridge_became_ready(PCIemBridge *b)
+{
+    bridge_set_state(b, BRIDGE_READY);
+    info_report("%s: the gateway has %s (%04x:%04x)", bridge_id(b),
+                b->desc.name, b->desc.vendor_id, b->desc.device_id);
+    bridge_unmask_msix(b);
+    if (b->intx_level != b->intx_sent) {
+        bridge_send_intx(b);
+    }
+}
+
+/* A reply to one of our requests (not the DMA_READ being waited for). */
+static void bridge_handle_reply(PCIemBridge *b, const struct pciem_wire_msg *m)
+{
+    const struct pciem_wire_header *hdr = &m->hdr;
+
+    if (hdr->error) {
+        b->stats.errors_in++;
+    }
+    if (b->state == BRIDGE_HELLO && hdr->cmd == PCIEM_WIRE_CMD_HELLO &&
+        hdr->id == b->hello_id) {
+        const struct pciem_wire_hello_reply *h = &m->body.hello_reply;
+
+        if (hdr->error) {
+            error_report("%s: the gateway refused HELLO: %s: %s; closing",
+                         bridge_id(b), bridge_err_name(hdr->error),
+                         m->body.error_reply.message);
+            qemu_chr_fe_disconnect(&b->chr);
+        } else if (h->version < PCIEM_WIRE_VERSION_MIN ||
+                   h->version > PCIEM_WIRE_VERSION_MAX ||
+                   h->role != PCIEM_WIRE_ROLE_GATEWAY) {
+            error_report("%s: the HELLO reply picks version %u, role %u; "
+                         "closing", bridge_id(b), h->version, h->role);
+            bridge_send_error(b, hdr->id, PCIEM_WIRE_ERR_STATE,
+                              "version %u role %u: want version %u..%u, "
+                              "role GATEWAY", h->version, h->role,
+                              PCIEM_WIRE_VERSION_MIN, PCIEM_WIRE_VERSION_MAX);
+            qemu_chr_fe_disconnect(&b->chr);
+        } else {
+            trace_pciem_bridge_hello(h->version, h->name);
+            bridge_send_device(b);
+        }
+        return;
+    }
+    if (b->state == BRIDGE_DEVICE && hdr->cmd == PCIEM_WIRE_CMD_DEVICE &&
+        hdr->id == b->device_id) {
+        if (hdr->error) {
+            error_report("%s: the gateway refused the device: %s: %s; "
+                         "closing", bridge_id(b), bridge_err_name(hdr->error),
+                         m->body.error_reply.message);
+            qemu_chr_fe_disconnect(&b->chr);
+        } else {
+            bridge_became_ready(b);
+        }
+        return;
+    }
+    if (hdr->cmd == PCIEM_WIRE_CMD_DMA_READ && bridge_is_stale(b, hdr->id)) {
+        trace_pciem_bridge_stale_reply(hdr->id);
+        return;
+    }
+    bridge_send_error(b, hdr->id, PCIEM_WIRE_ERR_STATE, "a %s reply to no "
+                      "request of ours", bridge_cmd_name(hdr->cmd));
+}
+
+/* Checks a frame from the queue and handles it. */
+static void bridge_handle_frame(PCIemBridge *b, BridgeFrame *f)
+{
+    struct pciem_wire_msg m;
+    bool request = !(f->hdr.flags & PCIEM_WIRE_FLAG_REPLY);
+    int rc = f->rc;
+
+    trace_pciem_bridge_rx(f->hdr.id, bridge_cmd_name(f->hdr.cmd), f->hdr.flags,
+                          f->hdr.error, f->hdr.size);
+    b->stats.frames_in++;
+    /* The gateway numbers its requests 1, 2, 3...: a gap is an error. */
+    if (request && f->hdr.id) {
+        if (!rc && f->hdr.id != b->peer_id) {
+            b->stats.errors_in++;
+            bridge_refuse(b, &f->hdr, PCIEM_WIRE_ERR_STATE, "request id %u, "
+                          "expected %u", f->hdr.id, b->peer_id);
+            b->peer_id = bridge_id_after(f->hdr.id);
+            return;
+        }
+        b->peer_id = bridge_id_after(f->hdr.id);
+    }
+    if (!rc) {
+        rc = pciem_wire_body_decode(&f->hdr, f->body, f->hdr.size, &m);
+    }
+    if (rc) {
+        b->stats.errors_in++;
+        bridge_refuse(b, &f->hdr, -rc, "%s frame %u refused: %s",
+                      bridge_cmd_name(f->hdr.cmd), f->hdr.id,
+                      bridge_err_name(-rc));
+        return;
+    }
+    if (request) {
+        bridge_handle_request(b, &m);
+    } else {
+        bridge_handle_reply(b, &m);
+    }
+}
+
+/* The DMA_READ reply being waited for: into the cache. Returns 0 or rc. */
+static int bridge_take_dma_reply(PCIemBridge *b,
+                                 const struct pciem_wire_header *hdr,
+                                 const uint8_t *body)
+{
+    struct pciem_wire_msg m;
+    int rc;
+
+    rc = pciem_wire_body_decode(hdr, body, hdr->size, &m);
+    if (rc) {
+        b->dma_wait_rc = -rc;
+        return rc;
+    }
+    trace_pciem_bridge_rx(hdr->id, "DMA_READ", hdr->flags, hdr->error,
+                          hdr->size);
+    b->stats.frames_in++;
+    if (hdr->error) {
+        b->stats.errors_in++;
+        b->dma_wait_rc = hdr->error;
+        trace_pciem_bridge_dma_refused(b->dma_wait_addr, b->dma_wait_len,
+                                       bridge_err_name(hdr->error),
+                                       m.body.error_reply.message);
+        return 0;
+    }
+    if (m.body.dma_read_reply.data.len != b->dma_wait_len) {
+        b->dma_wait_rc = PCIEM_WIRE_ERR_STATE;
+        return -PCIEM_WIRE_ERR_STATE;
+    }
+    memcpy(b->rcache, m.body.dma_read_reply.data.data, b->dma_wait_len);
+    b->rcache_addr = b->dma_wait_addr;
+    b->rcache_len = b->dma_wait_len;
+    b->dma_wait_rc = 0;
+    return 0;
+}
+
+/*
+ * Takes the complete frames out of b->in: the awaited DMA_READ reply is
+ * consumed at once, everything else is queued in arrival order for
+ * bridge_process(). Never calls into the model and never sends.
+ */
+static void bridge_parse(PCIemBridge *b)
+{
+    struct pciem_wire_header hdr;
+    size_t off = 0, avail, len;
+    BridgeFrame *f;
+    int rc;
+
+    while (!b->fatal_rc) {
+        avail = b->in->len - off;
+        rc = pciem_wire_header_decode(b->in->data + off, avail, &hdr);
+        if (rc == -PCIEM_WIRE_ERR_TRUNCATED) {
+            break;
+        }
+        if (rc == -PCIEM_WIRE_ERR_TOO_BIG) {
+            /* The stream cannot be followed past this header. */
+            b->fatal_rc = PCIEM_WIRE_ERR_TOO_BIG;
+            b->fatal_ref = hdr.id;
+            b->stats.errors_in++;
+            error_report("%s: frame header with a %u-byte body (at most %u): "
+                         "closing the connection", bridge_id(b), hdr.size,
+                         PCIEM_WIRE_MAX_BODY);
+            qemu_bh_schedule(b->bh);
+            break;
+        }
+        len = PCIEM_WIRE_HEADER_SIZE + (size_t)hdr.size;
+        if (avail < len) {
+            break;
+        }
+        if (!rc && b->dma_waiting && (hdr.flags & PCIEM_WIRE_FLAG_REPLY) &&
+            hdr.cmd == PCIEM_WIRE_CMD_DMA_READ && hdr.id == b->dma_wait_id) {
+            b->dma_waiting = false;
+            rc = bridge_take_dma_reply(b, &hdr, b->in->data + off +
+                                       PCIEM_WIRE_HEADER_SIZE);
+            if (!rc) {
+                off += len;
+                continue;
+            }
+            /* Refused: queued, so that the ERROR goes out in order. */
+        }
+        f = g_malloc(sizeof(*f) + hdr.size);
+        f->hdr = hdr;
+        f->rc = rc;
+        memcpy(f->body, b->in->data + off + PCIEM_WIRE_HEADER_SIZE, hdr.size);
+        QSIMPLEQ_INSERT_TAIL(&b->queue, f, next);
+        b->queued_bytes += len;
+        off += len;
+    }
+    g_byte_array_remove_range(b->in, 0, off);
+}
+
+static void bridge_drop_session(PCIemBridge *b)
+{
+    BridgeFrame *f;
+
+    while ((f = QSIMPLEQ_FIRST(&b->queue))) {
+        QSIMPLEQ_REMOVE_HEAD(&b->queue, next);
+        g_free(f);
+    }
+    b->queued_bytes = 0;
+    g_byte_array_set_size(b->in, 0);
+    b->wc_len = 0;
+    bridge_cache_invalidate(b);
+    b->dma_waiting = false;
+    b->fatal_rc = 0;
+}
+
+/* Handles the queued frames in order; never re-entered. */
+static void bridge_process(PCIemBridge *b)
+{
+    unsigned gen = b->generation;
+    BridgeFrame *f;
+
+    if (b->busy) {
+        return;
+    }
+    b->busy = true;
+    /* Frames before an unreadable header are handled, then it closes. */
+    while (b->generation == gen && (f = QSIMPLEQ_FIRST(&b->queue))) {
+        QSIMPLEQ_REMOVE_HEAD(&b->queue, next);
+        b->queued_bytes -= PCIEM_WIRE_HEADER_SIZE + f->hdr.size;
+        bridge_handle_frame(b, f);
+        g_free(f);
+    }
+    b->busy = false;
+    if (b->fatal_rc && b->state != BRIDGE_DOWN) {
+        bridge_send_error(b, b->fatal_ref, b->fatal_rc, "frame header "
+                          "refused (%s): closing the connection",
+                          bridge_err_name(b->fatal_rc));
+        qemu_chr_fe_disconnect(&b->chr);
+    }
+    if (b->state == BRIDGE_DOWN) {
+        bridge_drop_session(b);
+    }
+}
+
+/*
+ * After the model's current work: send its gathered writes, forget what
+ * was read ahead, and handle what the gateway sent meanwhile.
+ */
+static void bridge_bh(void *opaque)
+{
+    PCIemBridge *b = opaque;
+
+    if (b->state != BRIDGE_DOWN) {
+        bridge_flush_writes(b);
+    }
+    bridge_cache_invalidate(b);
+    bridge_process(b);
+}
+
+/* ---- chardev handlers ---- */
+
+static int bridge_can_read(void *opaque)
+{
+    PCIemBridge *b = opaque;
+
+    return b->state == BRIDGE_DOWN ? 0 : 64 * KiB;
+}
+
+static void bridge_chr_read(void *opaque, const uint8_t *buf, int size)
+{
+    PCIemBridge *b = opaque;
+
+    b->stats.bytes_in += size;
+    g_byte_array_append(b->in, buf, size);
+    bridge_parse(b);
+    bridge_process(b);
+}
+
+static void bridge_connected(PCIemBridge *b)
+{
+    Chardev *chr = qemu_chr_fe_get_driver(&b->chr);
+    SocketChardev *sc = SOCKET_CHARDEV(chr);
+    struct pciem_wire_msg m;
+
+    bridge_drop_session(b);
+    b->generation++;
+    b->fd = sc->sioc ? sc->sioc->fd : -1;
+    b->next_id = 1;
+    b->peer_id = 1;
+    b->hello_id = 0;
+    b->device_id = 0;
+    b->intx_sent = false;
+    b->ra_next = b->read_ahead;
+    memset(&b->stats, 0, sizeof(b->stats));
+    memset(b->stale_ids, 0, sizeof(b->stale_ids));
+    if (b->fd < 0) {
+        error_report("%s: chardev '%s' is open with no socket", bridge_id(b),
+                     b->chardev);
+        return;
+    }
+    bridge_set_state(b, BRIDGE_HELLO);
+
+    bridge_msg_init(&m, PCIEM_WIRE_CMD_HELLO, 0);
+    m.body.hello.version_min = PCIEM_WIRE_VERSION_MIN;
+    m.body.hello.version_max = PCIEM_WIRE_VERSION_MAX;
+    m.body.hello.role = PCIEM_WIRE_ROLE_MODEL;
+    pstrcpy(m.body.hello.name, sizeof(m.body.hello.name), BRIDGE_NAME);
+    if (bridge_send(b, &m)) {
+        b->hello_id = m.hdr.id;
+    }
+}
+
+static void bridge_chr_event(void *opaque, QEMUChrEvent event)
+{
+    PCIemBridge *b = opaque;
+
+    switch (event) {
+    case CHR_EVENT_OPENED:
+        bridge_connected(b);
+        break;
+    case CHR_EVENT_CLOSED:
+        if (b->state == BRIDGE_DOWN) {
+            break;
+        }
+        /*
+         * This may run inside a read or write of ours: only say so here;
+         * the session's buffers are dropped once nothing uses them.
+         */
+        warn_report("%s: connection to the gateway closed; waiting for it "
+                    "to come back", bridge_id(b));
+        bridge_set_state(b, BRIDGE_DOWN);
+        b->generation++;
+        b->fd = -1;
+        qemu_bh_schedule(b->bh);
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---- setup: reading the device, installing the hooks ---- */
+
+/*
+ * Adds [0, @size) of @bar less @holes (at most two, either may be empty) to
+ * both region lists.
+ */
+static bool bridge_add_regions(struct pciem_wire_device *d, uint8_t bar,
+                               uint64_t size, BridgeRange *holes,
+                               unsigned n_holes, Error **errp)
+{
+    uint64_t at = 0, end;
+    unsigned i;
+
+    if (n_holes == 2 && holes[1].start < holes[0].start) {
+        BridgeRange t = holes[0];
+
+        holes[0] = holes[1];
+        holes[1] = t;
+    }
+    for (i = 0; i <= n_holes; i++) {
+        end = i < n_holes ? MIN(holes[i].start, size) : size;
+        if (end > at) {
+            if (d->n_traced >= PCIEM_WIRE_REGIONS_MAX) {
+                error_setg(errp, "the BARs need more than %u regions",
+                           PCIEM_WIRE_REGIONS_MAX);
+                return false;
+            }
+            d->traced[d->n_traced++] = (struct pciem_wire_region) {
+                .bar = bar, .offset = at, .size = end - at,
+            };
+            d->read_via_model[d->n_read_via_model++] =
+                d->traced[d->n_traced - 1];
+        }
+        if (i < n_holes) {
+            at = MAX(at, holes[i].start + holes[i].size);
+        }
+    }
+    return true;
+}
+
+/* DEVICE, from the model's own config space and BARs. */
+static bool bridge_describe(PCIemBridge *b, Error **errp)
+{
+    PCIDevice *pdev = b->pdev;
+    struct pciem_wire_device *d = &b->desc;
+    const uint8_t *c = pdev->config;
+    struct pciem_wire_msg m;
+    msgpack_sbuffer sb;
+    int i, rc;
+
+    memset(d, 0, sizeof(*d));
+    pstrcpy(d->name, sizeof(d->name), object_get_typename(OBJECT(pdev)));
+    d->vendor_id = pci_get_word(c + PCI_VENDOR_ID);
+    d->device_id = pci_get_word(c + PCI_DEVICE_ID);
+    d->subsystem_vendor_id = pci_get_word(c + PCI_SUBSYSTEM_VENDOR_ID);
+    d->subsystem_id = pci_get_word(c + PCI_SUBSYSTEM_ID);
+    d->class_code = pci_get_long(c + PCI_CLASS_REVISION) >> 8;
+    d->revision = c[PCI_REVISION_ID];
+    d->interrupt_pin = c[PCI_INTERRUPT_PIN];
+
+    if (msi_present(pdev)) {
+        uint16_t flags = pci_get_word(c + pdev->msi_cap + PCI_MSI_FLAGS);
+
+        d->msi_vectors = 1 << ((flags & PCI_MSI_FLAGS_QMASK) >> 1);
+        d->msi_flags =
+            (flags & PCI_MSI_FLAGS_64BIT ? PCIEM_WIRE_MSI_FLAGS_ADDR64 : 0) |
+            (flags & PCI_MSI_FLAGS_MASKBIT ? PCIEM_WIRE_MSI_FLAGS_MASKING : 0);
+    }
+    if (msix_present(pdev)) {
+        uint32_t table = pci_get_long(c + pdev->msix_cap + PCI_MSIX_TABLE);
+        uint32_t pba = pci_get_long(c + pdev->msix_cap + PCI_MSIX_PBA);
+        unsigned n = pdev->msix_entries_nr;
+
+        if ((table & PCI_MSIX_FLAGS_BIRMASK) !=
+            (pba & PCI_MSIX_FLAGS_BIRMASK)) {
+            error_setg(errp, "'%s' has its MSI-X table and PBA in two BARs, "
+                       "which the protocol cannot describe", b->device);
+            return false;
+        }
+        d->msix_vectors = n;
+        d->msix_bar = table & PCI_MSIX_FLAGS_BIRMASK;
+        d->msix_table_offset = table & ~PCI_MSIX_FLAGS_BIRMASK;
+        d->msix_pba_offset = pba & ~PCI_MSIX_FLAGS_BIRMASK;
+        b->msix_table = (BridgeRange) {
+            d->msix_table_offset, (uint64_t)n * PCI_MSIX_ENTRY_SIZE,
+        };
+        b->msix_pba = (BridgeRange) {
+            d->msix_pba_offset, DIV_ROUND_UP(n, 64) * 8,
+        };
+    }
+    if (pci_find_capability(pdev, PCI_CAP_ID_PM)) {
+        d->caps |= PCIEM_WIRE_CAPS_PM;
+    }
+    if (pci_is_express(pdev)) {
+        d->caps |= PCIEM_WIRE_CAPS_PCIE;
+    }
+
+    for (i = 0; i < PCI_ROM_SLOT; i++) {
+        const PCIIORegion *r = &pdev->io_regions[i];
+        BridgeRange holes[2] = { b->msix_table, b->msix_pba };
+        struct pciem_wire_bar *bar;
+
+        if (!r->size) {
+            continue;
+        }
+        bar = &d->bars[d->n_bars++];
+        bar->index = i;
+        bar->size = r->size;
+        if (r->type & PCI_BASE_ADDRESS_SPACE_IO) {
+            bar->flags = PCIEM_WIRE_BAR_FLAGS_IO;
+        } else {
+            bar->flags =
+                (r->type & PCI_BASE_ADDRESS_MEM_TYPE_64 ?
+                 PCIEM_WIRE_BAR_FLAGS_MEM64 : 0) |
+                (r->type & PCI_BASE_ADDRESS_MEM_PREFETCH ?
+                 PCIEM_WIRE_BAR_FLAGS_PREFETCH : 0);
+        }
+        if (!bridge_add_regions(d, i, r->size, holes,
+                                d->msix_vectors && i == d->msix_bar ? 2 : 0,
+                                errp)) {
+            return false;
+        }
+    }
+
+    /* What the gateway's decoder would refuse is a setup error here. */
+    bridge_msg_init(&m, PCIEM_WIRE_CMD_DEVICE, 0);
+    m.hdr.id = 1;
+    m.body.device = *d;
+    msgpack_sbuffer_init(&sb);
+    rc = pciem_wire_encode(&m, &sb);
+    msgpack_sbuffer_destroy(&sb);
+    if (rc) {
+        error_setg(errp, "'%s' cannot be described in protocol version %u: "
+                   "%s", b->device, PCIEM_WIRE_VERSION_MAX,
+                   bridge_err_name(-rc));
+        return false;
+    }
+    return true;
+}
+
+/* The root bus line our INTx pin ends on, as pci_change_irq_level maps it. */
+static PCIBus *bridge_intx_route(PCIDevice *pdev, int pin, int *irq_num)
+{
+    PCIBus *bus;
+
+    for (;;) {
+        bus = pci_get_bus(pdev);
+        if (!bus->map_irq) {
+            return NULL;
+        }
+        pin = bus->map_irq(pdev, pin);
+        if (bus->set_irq) {
+            *irq_num = pin;
+            return bus;
+        }
+        pdev = bus->parent_dev;
+    }
+}
+
+static void bridge_setup(PCIemBridge *b, Error **errp)
+{
+    DeviceState *dev;
+    Chardev *chr;
+    PCIDevice *pdev;
+    int i;
+
+    if (!object_dynamic_cast(OBJECT(current_machine), TYPE_REMOTE_MACHINE) ||
+        object_property_get_bool(OBJECT(current_machine), "vfio-user",
+                                 NULL)) {
+        error_setg(errp, "%s needs -machine x-remote,vfio-user=off",
+                   TYPE_PCIEM_BRIDGE);
+        return;
+    }
+    dev = qdev_find_recursive(sysbus_get_default(), b->device);
+    if (!dev) {
+        error_setg(errp, "no device with id '%s'", b->device);
+        return;
+    }
+    if (!object_dynamic_cast(OBJECT(dev), TYPE_PCI_DEVICE)) {
+        error_setg(errp, "'%s' is not a PCI device", b->device);
+        return;
+    }
+    pdev = PCI_DEVICE(dev);
+    chr = qemu_chr_find(b->chardev);
+    if (!chr) {
+        error_setg(errp, "no chardev with id '%s'", b->chardev);
+        return;
+    }
+    if (!object_dynamic_cast(OBJECT(chr), TYPE_CHARDEV_SOCKET)) {
+        error_setg(errp, "chardev '%s' must be a socket", b->chardev);
+        return;
+    }
+    if (SOCKET_CHARDEV(chr)->is_listen || SOCKET_CHARDEV(chr)->tls_creds ||
+        SOCKET_CHARDEV(chr)->is_websock) {
+        error_setg(errp, "chardev '%s' must connect to the gateway "
+                   "(server=off), without TLS or websocket", b->chardev);
+        return;
+    }
+    b->pdev = pdev;
+    if (!bridge_describe(b, errp)) {
+        b->pdev = NULL;
+        return;
+    }
+    if (!qemu_chr_fe_init(&b->chr, chr, errp)) {
+        b->pdev = NULL;
+        return;
+    }
+    object_ref(OBJECT(pdev));
+    error_setg(&b->unplug_blocker, "%s '%s' must be deleted before '%s' "
+               "can be unplugged", TYPE_PCIEM_BRIDGE, bridge_id(b), b->device);
+    qdev_add_unplug_blocker(dev, b->unplug_blocker);
+
+    for (i = 0; i < PCI_ROM_SLOT; i++) {
+        g_autofree char *name = NULL;
+
+        if (!pdev->io_regions[i].size) {
+            continue;
+        }
+        name = g_strdup_printf("%s-bar%d", TYPE_PCIEM_BRIDGE, i);
+        memory_region_init_alias(&b->bar_alias[i], OBJECT(b), name,
+                                 pdev->io_regions[i].memory, 0,
+                                 pdev->io_regions[i].size);
+        address_space_init(&b->bar_as[i], &b->bar_alias[i], name);
+    }
+
+    b->rcache = g_malloc(b->read_ahead);
+    b->wc = g_malloc(b->write_combine);
+    b->in = g_byte_array_new();
+    QSIMPLEQ_INIT(&b->queue);
+    msgpack_sbuffer_init(&b->out);
+    b->fd = -1;
+    b->bh = qemu_bh_new(bridge_bh, b);
+    memory_region_init_io(&b->dma, OBJECT(b), &bridge_dma_ops, b,
+                          TYPE_PCIEM_BRIDGE "-dma", UINT64_MAX);
+    memory_region_add_subregion_overlap(get_system_memory(), 0, &b->dma,
+                                        BRIDGE_DMA_PRIORITY);
+
+    b->saved_msi_trigger = pdev->msi_trigger;
+    b->saved_msi_prepare_message = pdev->msi_prepare_message;
+    b->saved_msix_prepare_message = pdev->msix_prepare_message;
+    pdev->msi_trigger = bridge_msi_trigger;
+    pdev->msi_prepare_message = bridge_msi_prepare_message;
+    pdev->msix_prepare_message = bridge_msix_prepare_message;
+
+    b->irq_num = -1;
+    if (b->desc.interrupt_pin) {
+        b->irq_bus = bridge_intx_route(pdev, b->desc.interrupt_pin - 1,
+                                       &b->irq_num);
+    }
+    if (b->irq_bus) {
+        b->saved_set_irq = b->irq_bus->set_irq;
+        b->saved_irq_opaque = b->irq_bus->irq_opaque;
+        pci_bus_irqs(b->irq_bus, bridge_set_irq, b, b->irq_bus->nirq);
+    }
+
+    b->set_up = true;
+    qemu_chr_fe_set_handlers(&b->chr, bridge_can_read, bridge_chr_read,
+                             bridge_chr_event, NULL, b, NULL, true);
+}
+
+static void bridge_machine_done(Notifier *notifier, void *data)
+{
+    PCIemBridge *b = container_of(notifier, PCIemBridge, machine_done);
+
+    /* A command-line configuration error: QEMU does not start. */
+    bridge_setup(b, &error_fatal);
+}
+
+static void bridge_complete(UserCreatable *uc, Error **errp)
+{
+    PCIemBridge *b = PCIEM_BRIDGE(uc);
+
+    if (!b->device || !b->chardev) {
+        error_setg(errp, "%s needs the properties 'device' and 'chardev'",
+                   TYPE_PCIEM_BRIDGE);
+        return;
+    }
+    if (!b->timeout_ms || b->timeout_ms > BRIDGE_TIMEOUT_MS_MAX) {
+        error_setg(errp, "timeout-ms must be 1 to %u, not %u",
+                   BRIDGE_TIMEOUT_MS_MAX, b->timeout_ms);
+        return;
+    }
+    if (b->read_ahead < BRIDGE_PAGE_SIZE ||
+        b->read_ahead > PCIEM_WIRE_MAX_DMA) {
+        error_setg(errp, "read-ahead must be %u to %u bytes, not %u",
+                   BRIDGE_PAGE_SIZE, PCIEM_WIRE_MAX_DMA, b->read_ahead);
+        return;
+    }
+    if (b->write_combine < 8 || b->write_combine > PCIEM_WIRE_MAX_DMA) {
+        error_setg(errp, "write-combine must be 8 to %u bytes, not %u",
+                   PCIEM_WIRE_MAX_DMA, b->write_combine);
+        return;
+    }
+    if (bridge_instance) {
+        error_setg(errp, "only one %s per QEMU: DMA goes through the "
+                   "machine's system memory", TYPE_PCIEM_BRIDGE);
+        return;
+    }
+    bridge_instance = b;
+    b->complete = true;
+    if (phase_check(PHASE_MACHINE_READY)) {
+        bridge_setup(b, errp);
+        if (!b->set_up) {
+            bridge_instance = NULL;
+            b->complete = false;
+        }
+        return;
+    }
+    b->machine_done.notify = bridge_machine_done;
+    qemu_add_machine_init_done_notifier(&b->machine_done);
+}
+
+static void bridge_finalize(Object *obj)
+{
+    PCIemBridge *b = PCIEM_BRIDGE(obj);
+    PCIDevice *pdev = b->pdev;
+    int i;
+
+    if (b->machine_done.notify) {
+        qemu_remove_machine_init_done_notifier(&b->machine_done);
+    }
+    if (b->set_up) {
+        qemu_chr_fe_deinit(&b->chr, false);
+        if (b->irq_bus && b->irq_bus->set_irq == bridge_set_irq &&
+            b->irq_bus->irq_opaque == b) {
+            pci_bus_irqs(b->irq_bus, b->saved_set_irq, b->saved_irq_opaque,
+                         b->irq_bus->nirq);
+        }
+        pdev->msi_trigger = b->saved_msi_trigger;
+        pdev->msi_prepare_message = b->saved_msi_prepare_message;
+        pdev->msix_prepare_message = b->saved_msix_prepare_message;
+        memory_region_del_subregion(get_system_memory(), &b->dma);
+        object_unparent(OBJECT(&b->dma));
+        for (i = 0; i < PCI_ROM_SLOT; i++) {
+            if (pdev->io_regions[i].size) {
+                address_space_destroy(&b->bar_as[i]);
+                object_unparent(OBJECT(&b->bar_alias[i]));
+            }
+        }
+        qdev_del_unplug_blocker(DEVICE(pdev), b->unplug_blocker);
+        error_free(b->unplug_blocker);
+        bridge_drop_session(b);
+        qemu_bh_delete(b->bh);
+        g_byte_array_free(b->in, true);
+        msgpack_sbuffer_destroy(&b->out);
+        g_free(b->rcache);
+        g_free(b->wc);
+        object_unref(OBJECT(pdev));
+    }
+    if (bridge_instance == b) {
+        bridge_instance = NULL;
+    }
+    g_free(b->device);
+    g_free(b->chardev);
+}
+
+/* ---- properties ---- */
+
+static char *bridge_get_device(Object *obj, Error **errp)
+{
+    return g_strdup(PCIEM_BRIDGE(obj)->device);
+}
+
+static char *bridge_get_chardev(Object *obj, Error **errp)
+{
+    return g_strdup(PCIEM_BRIDGE(obj)->chardev);
+}
+
+static bool bridge_check_settable(PCIemBridge *b, const char *name,
+                                  Error **errp)
+{
+    if (b->complete) {
+        error_setg(errp, "'%s' cannot change once %s is created", name,
+                   TYPE_PCIEM_BRIDGE);
+        return false;
+    }
+    return true;
+}
+
+static void bridge_set_device(Object *obj, const char *value, Error **errp)
+{
+    PCIemBridge *b = PCIEM_BRIDGE(obj);
+
+    if (bridge_check_settable(b, "device", errp)) {
+        g_free(b->device);
+        b->device = g_strdup(value);
+    }
+}
+
+static void bridge_set_chardev(Object *obj, const char *value, Error **errp)
+{
+    PCIemBridge *b = PCIEM_BRIDGE(obj);
+
+    if (bridge_check_settable(b, "chardev", errp)) {
+        g_free(b->chardev);
+        b->chardev = g_strdup(value);
+    }
+}
+
+/* uint32 properties; @opaque is the field's offset in PCIemBridge. */
+static void bridge_get_u32(Object *obj, Visitor *v, const char *name,
+                           void *opaque, Error **errp)
+{
+    uint32_t *field = (uint32_t *)((char *)obj + (uintptr_t)opaque);
+
+    visit_type_uint32(v, name, field, errp);
+}
+
+static void bridge_set_u32(Object *obj, Visitor *v, const char *name,
+                           void *opaque, Error **errp)
+{
+    uint32_t *field = (uint32_t *)((char *)obj + (uintptr_t)opaque);
+    uint32_t value;
+
+    if (bridge_check_settable(PCIEM_BRIDGE(obj), name, errp) &&
+        visit_type_uint32(v, name, &value, errp)) {
+        *field = value;
+    }
+}
+
+static void bridge_add_u32(ObjectClass *klass, const char *name,
+                           size_t offset, const char *desc)
+{
+    object_class_property_add(klass, name, "uint32", bridge_get_u32,
+                              bridge_set_u32, NULL, (void *)offset);
+    object_class_property_set_description(klass, name, desc);
+}
+
+static void bridge_instance_init(Object *obj)
+{
+    PCIemBridge *b = PCIEM_BRIDGE(obj);
+
+    b->timeout_ms = BRIDGE_TIMEOUT_MS_DEFAULT;
+    b->read_ahead = BRIDGE_READ_AHEAD_DEFAULT;
+    b->write_combine = BRIDGE_WRITE_COMBINE_DEFAULT;
+}
+
+static void bridge_class_init(ObjectClass *klass, void *data)
+{
+    UserCreatableClass *ucc = USER_CREATABLE_CLASS(klass);
+
+    ucc->complete = bridge_complete;
+
+    object_class_property_add_str(klass, "device", bridge_get_device,
+                                  bridge_set_device);
+    object_class_property_set_description(klass, "device",
+                                          "id of the PCI device to connect");
+    object_class_property_add_str(klass, "chardev", bridge_get_chardev,
+                                  bridge_set_chardev);
+    object_class_property_set_description(klass, "chardev",
+                                          "id of the socket chardev that "
+                                          "connects to the gateway");
+    bridge_add_u32(klass, "timeout-ms", offsetof(PCIemBridge, timeout_ms),
+                   "how long to wait for a DMA_READ reply, or for the "
+                   "gateway to take data");
+    bridge_add_u32(klass, "read-ahead", offsetof(PCIemBridge, read_ahead),
+                   "bytes one DMA_READ fetches for a model read that misses "
+                   "the cache");
+    bridge_add_u32(klass, "write-combine",
+                   offsetof(PCIemBridge, write_combine),
+                   "most bytes of contiguous model writes sent as one "
+                   "DMA_WRITE");
+}
+
+static const TypeInfo bridge_info = {
+    .name = TYPE_PCIEM_BRIDGE,
+    .parent = TYPE_OBJECT,
+    .instance_size = sizeof(PCIemBridge),
+    .instance_init = bridge_instance_init,
+    .instance_finalize = bridge_finalize,
+    .class_init = bridge_class_init,
+    .interfaces = (InterfaceInfo[]) {
+        { TYPE_USER_CREATABLE },
+        { }
+    },
+};
+
+static void bridge_register_types(void)
+{
+    type_register_static(&bridge_info);
+}
+
+type_init(bridge_register_types)
