@@ -24,16 +24,18 @@ stage_cmd() {
 	kernel) make --no-print-directory kernel ;;
 	qemu) make --no-print-directory qemu ;;
 	qemu-tests) mocha_suite 'test/qemu/**/*.test.ts' ;;
-	vm) mocha_suite 'test/vm/**/*.test.ts' ;;
+	# Each VM suite boots its own TCG guests; two files at a time use both cores.
+	vm) mocha_suite 'test/vm/**/*.test.ts' --parallel --jobs 2 ;;
 	*) die "unknown stage '$1' (stages: $ALL_STAGES)" ;;
 	esac
 }
 
 passed=0 failed=0
 mocha_suite() {
-	local log rc
+	local log rc glob=$1
+	shift
 	log=$(mktemp)
-	"$MOCHA" --timeout 600000 --forbid-only --forbid-pending "$1" 2>&1 | tee "$log"
+	"$MOCHA" --timeout 600000 --forbid-only --forbid-pending "$glob" "$@" 2>&1 | tee "$log"
 	rc=${PIPESTATUS[0]}
 	local p f
 	p=$(sed -n 's/^ *\([0-9][0-9]*\) passing.*/\1/p' "$log" | tail -n1)
@@ -42,7 +44,7 @@ mocha_suite() {
 	passed=$((passed + ${p:-0}))
 	failed=$((failed + ${f:-0}))
 	if [ "$rc" -eq 0 ] && [ "${p:-0}" -eq 0 ]; then
-		echo "no test ran in $1" >&2
+		echo "no test ran in $glob" >&2
 		return 1
 	fi
 	return "$rc"
