@@ -135,6 +135,7 @@ struct PCIemBridge {
     CharBackend chr;
     Error *unplug_blocker;
     QEMUBH *bh;
+    MemReentrancyGuard bh_guard;
 
     /* The card, as DEVICE describes it */
     struct pciem_wire_device desc;
@@ -162,6 +163,15 @@ struct PCIemBridge {
     uint64_t rcache_addr;
     uint32_t rcache_len;
     uint32_t ra_next;
+    /*
+     * Until the model's current work is over (the bottom half): QEMU goes
+     * on with an access after one of its <= 8-byte steps failed, so a
+     * refused page, or a gateway that stopped answering, fails the rest
+     * at once instead of costing a round trip (or a timeout) per step.
+     */
+    bool fault_valid;
+    uint64_t fault_page;
+    bool dma_failed;
     uint8_t *wc;
     uint64_t wc_addr;
     uint32_t wc_len;
@@ -578,24 +588,36 @@ static int bridge_dma_fetch(PCIemBridge *b, uint64_t addr, uint32_t len)
 /*
  * Fills the cache for an access of @size bytes at @addr: read-ahead first;
  * if the gateway refuses that (FAULT: it runs past what the driver
- * mapped), to the end of the page, then just the access. The read-ahead
- * halves after a fault and grows back on success.
+ * mapped), to the end of the page, then just the access. Within the
+ * model's current work, the read-ahead halves after a fault and grows back
+ * on success, so the tail of a mapping costs few round trips.
  */
 static MemTxResult bridge_dma_fill(PCIemBridge *b, uint64_t addr,
                                    unsigned size)
 {
     /* Bytes from addr to 2^64, saturated. */
     uint64_t room = addr ? -addr : UINT64_MAX;
+    uint64_t page = addr & ~(uint64_t)(BRIDGE_PAGE_SIZE - 1);
     uint64_t tries[3] = {
         MIN(b->ra_next, room),
-        MIN(BRIDGE_PAGE_SIZE - (addr & (BRIDGE_PAGE_SIZE - 1)), room),
+        MIN(BRIDGE_PAGE_SIZE - (addr - page), room),
         size,
     };
+    /* Right after a refused page, the read-ahead would be refused too. */
+    bool after_fault = b->fault_valid && page == b->fault_page +
+                       BRIDGE_PAGE_SIZE;
     uint64_t last = 0;
     unsigned i;
     int rc;
 
-    for (i = 0; i < ARRAY_SIZE(tries); i++) {
+    if (b->dma_failed) {
+        return MEMTX_ERROR;
+    }
+    if (b->fault_valid && ranges_overlap(addr, size, b->fault_page,
+                                         BRIDGE_PAGE_SIZE)) {
+        return MEMTX_DECODE_ERROR;
+    }
+    for (i = after_fault ? 1 : 0; i < ARRAY_SIZE(tries); i++) {
         if (tries[i] < size || tries[i] == last) {
             continue;
         }
@@ -609,12 +631,15 @@ static MemTxResult bridge_dma_fill(PCIemBridge *b, uint64_t addr,
             return MEMTX_OK;
         }
         if (rc != PCIEM_WIRE_ERR_FAULT) {
+            b->dma_failed = true;
             return MEMTX_ERROR;
         }
         if (i == 0) {
             b->ra_next = MAX(b->ra_next / 2, BRIDGE_PAGE_SIZE);
         }
     }
+    b->fault_valid = true;
+    b->fault_page = page;
     return MEMTX_DECODE_ERROR;
 }
 
@@ -1328,6 +1353,9 @@ static void bridge_bh(void *opaque)
         bridge_flush_writes(b);
     }
     bridge_cache_invalidate(b);
+    b->ra_next = b->read_ahead;
+    b->fault_valid = false;
+    b->dma_failed = false;
     bridge_process(b);
 }
 
@@ -1643,7 +1671,8 @@ static void bridge_setup(PCIemBridge *b, Error **errp)
     QSIMPLEQ_INIT(&b->queue);
     msgpack_sbuffer_init(&b->out);
     b->fd = -1;
-    b->bh = qemu_bh_new(bridge_bh, b);
+    /* The bridge owns no device I/O: the guard is its own. */
+    b->bh = qemu_bh_new_guarded(bridge_bh, b, &b->bh_guard);
     memory_region_init_io(&b->dma, OBJECT(b), &bridge_dma_ops, b,
                           TYPE_PCIEM_BRIDGE "-dma", UINT64_MAX);
     memory_region_add_subregion_overlap(get_system_memory(), 0, &b->dma,
@@ -1712,6 +1741,12 @@ static void bridge_complete(UserCreatable *uc, Error **errp)
     }
     bridge_instance = b;
     b->complete = true;
+    /*
+     * The bridge delivers MSI and MSI-X (as messages to the gateway), so
+     * models may offer them; x-remote sets this only for vfio-user.
+     * Objects are complete before -device models are realized.
+     */
+    msi_nonbroken = true;
     if (phase_check(PHASE_MACHINE_READY)) {
         bridge_setup(b, errp);
         if (!b->set_up) {

@@ -1,0 +1,801 @@
+// The QEMU side of the gateway, for real: our QEMU runs the ProtoPCIem card
+// on -machine x-remote with -object pciem-bridge, which connects to a
+// UNIX socket where test/lib/wirepeer.ts plays the gateway: it answers
+// HELLO and DEVICE, serves the card's DMA from a fake host memory, and
+// drives the card with MMIO and config requests as a host driver would.
+import { expect } from 'chai';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  BAR,
+  Bits,
+  Cmd as CardCmd,
+  CmdbufEntry,
+  CmdbufHeader,
+  Const,
+  ERR_NAMES,
+  type FieldInfo,
+  type OpName,
+  PCI,
+  Reg,
+  type RegName,
+} from '../../proto/generated/protopciem.js';
+import { BarFlags, Caps, HEADER_SIZE, IrqKind, Limits, type Message, MsiFlags, ResetKind, Role } from '../../proto/generated/wire.js';
+import { repoRoot } from '../lib/paths.js';
+import { Qmp } from '../lib/qmp.js';
+import { WirePeer, WireReplyError } from '../lib/wirepeer.js';
+
+const W = Const.FB_WIDTH;
+const H = Const.FB_HEIGHT;
+const { DONE, ERROR, BUSY } = Bits.STATUS;
+const PCI_COMMAND = 0x04;
+const PCI_COMMAND_MASTER = 0x4;
+const PCI_COMMAND_MEMORY = 0x2;
+const PCI_CAP_ID_MSI = 0x05;
+/** The bridge's DMA_READ timeout in this suite (its timeout-ms). */
+const DMA_TIMEOUT_MS = 1000;
+
+// Where the fake host memory puts buffers: bus addresses above 4 GiB.
+const HOST = 0x1_0000_0000n;
+let hostNext = HOST;
+
+/** A fresh page-aligned host buffer, mapped; a gap of unmapped pages follows. */
+function hostAlloc(peer: WirePeer, data: Buffer | number): { addr: bigint; buf: Buffer } {
+  const addr = hostNext;
+  const buf = peer.memory.map(addr, data);
+  hostNext += BigInt(Math.ceil(buf.length / 4096) * 4096 + 0x10_0000);
+  return { addr, buf };
+}
+
+// ---- QEMU ------------------------------------------------------------------
+
+const live = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const c of live) c.kill('SIGKILL');
+});
+
+class Qemu {
+  stderr = '';
+  exitCode: number | null | undefined;
+
+  private constructor(
+    readonly child: ChildProcess,
+    readonly qmp: Qmp,
+  ) {}
+
+  static async start(binary: string, args: string[], qmpPath: string): Promise<Qemu> {
+    const child = spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    live.add(child);
+    let stderr = '';
+    child.stderr?.setEncoding('utf8').on('data', (s: string) => {
+      stderr += s;
+    });
+    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+    let qmp: Qmp;
+    try {
+      qmp = await Promise.race([
+        Qmp.connect(qmpPath),
+        exited.then((code) => {
+          throw new Error(`QEMU exited with ${String(code)} at startup:\n${stderr}`);
+        }),
+      ]);
+    } catch (e) {
+      child.kill('SIGKILL');
+      throw e;
+    }
+    const q = new Qemu(child, qmp);
+    q.stderr = stderr;
+    child.stderr?.on('data', (s: string) => {
+      q.stderr += s;
+    });
+    void exited.then((code) => {
+      live.delete(child);
+      q.exitCode = code;
+    });
+    return q;
+  }
+
+  get running(): boolean {
+    return this.exitCode === undefined;
+  }
+
+  async logged(text: string, timeoutMs = 5000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.stderr.includes(text)) {
+      if (Date.now() > deadline) throw new Error(`QEMU did not log '${text}'; its log:\n${this.stderr.slice(-3000)}`);
+      await sleep(20);
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.qmp.close();
+    if (!this.running) return;
+    const gone = new Promise((resolve) => this.child.once('exit', resolve));
+    this.child.kill('SIGTERM');
+    await Promise.race([gone, sleep(5000).then(() => this.child.kill('SIGKILL'))]);
+  }
+}
+
+// ---- the card, driven through the peer ---------------------------------------
+
+interface Args {
+  data?: number;
+  src?: bigint | number;
+  dst?: bigint | number;
+  len?: number;
+}
+
+interface Outcome {
+  status: number;
+  result: bigint;
+  error: string | undefined;
+}
+
+class Card {
+  constructor(readonly peer: WirePeer) {}
+
+  async reg(name: RegName): Promise<number> {
+    return Number(await this.peer.mmioRead(BAR.REGS.index, Reg[name], 4));
+  }
+
+  set(name: RegName, value: number): void {
+    this.peer.mmioWrite(BAR.REGS.index, Reg[name], 4, value >>> 0);
+  }
+
+  submit(cmd: number, a: Args = {}): void {
+    const src = BigInt(a.src ?? 0);
+    const dst = BigInt(a.dst ?? 0);
+    this.set('DATA', a.data ?? 0);
+    this.set('DMA_SRC_LO', Number(src & 0xffff_ffffn));
+    this.set('DMA_SRC_HI', Number(src >> 32n));
+    this.set('DMA_DST_LO', Number(dst & 0xffff_ffffn));
+    this.set('DMA_DST_HI', Number(dst >> 32n));
+    this.set('DMA_LEN', a.len ?? 0);
+    this.set('DMA_FLAGS', 0);
+    this.set('CMD', cmd);
+  }
+
+  async waitIdle(timeoutMs = 30_000): Promise<number> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const status = await this.reg('STATUS');
+      if ((status & BUSY) === 0) return status;
+      if (Date.now() > deadline) throw new Error(`card still busy after ${timeoutMs} ms`);
+      await sleep(1);
+    }
+  }
+
+  /** Clears STATUS and the error registers, runs one command to completion. */
+  async run(cmd: number, a: Args = {}): Promise<Outcome> {
+    this.set('STATUS', 0);
+    this.set('ERROR_CODE', 0);
+    this.submit(cmd, a);
+    const status = await this.waitIdle();
+    const lo = await this.reg('RESULT_LO');
+    const hi = await this.reg('RESULT_HI');
+    return { status, result: (BigInt(hi) << 32n) | BigInt(lo), error: ERR_NAMES[await this.reg('ERROR_CODE')] };
+  }
+
+  /** What a host's PCI core does: memory decoding and bus mastering on. */
+  async enable(): Promise<void> {
+    await this.peer.configWrite(PCI_COMMAND, 2, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+  }
+
+  async msiCap(): Promise<number> {
+    let ptr = (await this.peer.configRead(0x34, 1)) & 0xfc;
+    while (ptr !== 0) {
+      if ((await this.peer.configRead(ptr, 1)) === PCI_CAP_ID_MSI) return ptr;
+      ptr = (await this.peer.configRead(ptr + 1, 1)) & 0xfc;
+    }
+    throw new Error('no MSI capability');
+  }
+
+  async setMsi(on: boolean): Promise<void> {
+    const cap = await this.msiCap();
+    const ctrl = await this.peer.configRead(cap + 2, 2);
+    await this.peer.configWrite(cap + 2, 2, on ? ctrl | 1 : ctrl & ~1);
+  }
+}
+
+function expectOk(o: Outcome): void {
+  expect(o.error, 'ERROR_CODE').to.equal('NONE');
+  expect(o.status & (DONE | ERROR), 'STATUS').to.equal(DONE);
+}
+
+// ---- frames, command buffers and images ----------------------------------------
+
+function entry(op: OpName, fields: Record<string, number> = {}, trailer?: Uint8Array): Buffer {
+  const e = CmdbufEntry[op];
+  const length = e.size + (trailer?.length ?? 0);
+  const b = Buffer.alloc(length);
+  b.writeUInt16LE(e.opcode, CmdbufHeader.fields.OPCODE.offset);
+  b.writeUInt32LE(length, CmdbufHeader.fields.LENGTH.offset);
+  for (const [name, f] of Object.entries(e.fields as Record<string, FieldInfo>)) {
+    const v = fields[name] ?? 0;
+    if (f.type === 'u8') b.writeUInt8(v, f.offset);
+    else if (f.type === 'u16') b.writeUInt16LE(v, f.offset);
+    else b.writeUInt32LE(v, f.offset);
+  }
+  if (trailer !== undefined && e.trailer !== null) b.set(trailer, e.trailer.offset);
+  return b;
+}
+
+type Rgb = readonly [number, number, number];
+
+function setPixel(f: Buffer, x: number, y: number, [r, g, b]: Rgb): void {
+  f.set([r, g, b], (y * W + x) * 3);
+}
+
+function testFrame(): Buffer {
+  const f = Buffer.alloc(Const.FB_SIZE);
+  for (let y = 0; y < H; y++) {
+    for (let x = 0; x < W; x++) setPixel(f, x, y, [x & 0xff, y & 0xff, (x ^ y) & 0xff]);
+  }
+  return f;
+}
+
+function pattern(size: number, seed: number): Buffer {
+  const b = Buffer.alloc(size);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < size; i++) {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    b[i] = x & 0xff;
+  }
+  return b;
+}
+
+const ppmHeader = `P6\n${W} ${H}\n255\n`;
+
+/** The requests (not replies) with command `cmd` in `list`. */
+function messagesOf<C extends Message['cmd']>(list: readonly Message[], cmd: C): Extract<Message, { cmd: C; reply: false }>[] {
+  return list.filter((m): m is Extract<Message, { cmd: C; reply: false }> => m.cmd === cmd && !m.reply);
+}
+
+// ---- the tests ------------------------------------------------------------------
+
+describe('pciem-bridge: the QEMU side of the gateway (with a test peer)', function () {
+  this.timeout(120_000);
+  let qemuBinary = '';
+  let workDir = '';
+  let peer: WirePeer;
+  let qemu: Qemu;
+  let card: Card;
+
+  before(async function () {
+    // Fails the suite with the reason when QEMU cannot be built.
+    qemuBinary = execFileSync(join(repoRoot, 'qemu-plugin', 'build.sh'), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
+    workDir = mkdtempSync(join(tmpdir(), 'pciem-bridge-'));
+    ({ peer, qemu } = await startBridged(qemuBinary, workDir, 'card', 'protopciem,id=card0', `timeout-ms=${DMA_TIMEOUT_MS}`));
+    card = new Card(peer);
+  });
+
+  after(async function () {
+    await qemu?.stop();
+    await peer?.close();
+    if (workDir !== '') rmSync(workDir, { recursive: true, force: true });
+  });
+
+  afterEach(function () {
+    expect(qemu.running, `QEMU died:\n${qemu.stderr.slice(-3000)}`).to.equal(true);
+  });
+
+  describe('session', function () {
+    it('says HELLO as the model, version 1, naming QEMU and the bridge', function () {
+      expect(peer.hello).to.deep.equal({
+        version_min: 1,
+        version_max: 1,
+        role: Role.MODEL,
+        name: peer.hello?.name,
+      });
+      expect(peer.hello?.name).to.match(/^qemu-10\.0\.\d+ pciem-bridge$/);
+      expect(peer.received[0]?.cmd, 'first frame').to.equal('HELLO');
+      expect(peer.received[1]?.cmd, 'second frame').to.equal('DEVICE');
+    });
+
+    it('describes the card from the model: IDs, BARs, MSI, regions', function () {
+      const d = peer.device;
+      expect(d).to.not.equal(null);
+      expect(d).to.deep.include({
+        name: 'protopciem',
+        vendor_id: PCI.vendorId,
+        device_id: PCI.deviceId,
+        class_code: (PCI.classCode << 16) | (PCI.subclass << 8) | PCI.progIf,
+        revision: PCI.revision,
+        interrupt_pin: PCI.interruptPin,
+        msi_vectors: PCI.msiVectors,
+        msi_flags: MsiFlags.ADDR64 | MsiFlags.MASKING,
+        msix_vectors: 0,
+        msix_bar: 0,
+        msix_table_offset: 0,
+        msix_pba_offset: 0,
+        caps: 0,
+      });
+      expect(d?.bars).to.deep.equal([
+        { index: 0, size: 0x10000n, flags: BarFlags.MEM64 },
+        { index: 2, size: 0x100000n, flags: BarFlags.MEM64 | BarFlags.PREFETCH },
+      ]);
+      const whole = [
+        { bar: 0, offset: 0n, size: 0x10000n },
+        { bar: 2, offset: 0n, size: 0x100000n },
+      ];
+      expect(d?.traced).to.deep.equal(whole);
+      expect(d?.read_via_model).to.deep.equal(whole);
+    });
+
+    it('answers STATS with its counters', async function () {
+      const s = await peer.stats();
+      expect(s.frames_out >= 2n, 'HELLO and DEVICE at least').to.equal(true);
+      expect(s.frames_in >= 2n).to.equal(true);
+      expect(s.timeouts).to.equal(0n);
+    });
+  });
+
+  describe('MMIO and config space', function () {
+    it('reads registers through the model (MMIO_READ)', async function () {
+      expect(await card.reg('ID')).to.equal(0x1f0c0001);
+      expect(await card.reg('VERSION')).to.equal(0x00010000);
+      expect(await card.reg('FB_WIDTH')).to.equal(W);
+      // A 64-bit read spans two registers, the lower address first.
+      expect(await peer.mmioRead(0, Reg.ID, 8)).to.equal(0x0001_0000_1f0c_0001n);
+    });
+
+    it('writes registers through the model (MMIO_WRITE, posted and not)', async function () {
+      card.set('DATA', 0x1234_5678);
+      expect(await card.reg('DATA')).to.equal(0x1234_5678);
+      await peer.request('MMIO_WRITE', { bar: 0, offset: BigInt(Reg.DATA), size: 4, value: 0xcafe_f00dn });
+      expect(await card.reg('DATA')).to.equal(0xcafe_f00d);
+    });
+
+    it('reaches the card memory in BAR2 (a RAM BAR) at both ends', async function () {
+      peer.mmioWrite(2, 0, 8, 0x0102_0304_0506_0708n);
+      peer.mmioWrite(2, BAR.MEM.size - 4, 4, 0xa5a5_5a5a);
+      expect(await peer.mmioRead(2, 0, 8)).to.equal(0x0102_0304_0506_0708n);
+      expect(await peer.mmioRead(2, 6, 2)).to.equal(0x0102n);
+      expect(await peer.mmioRead(2, BAR.MEM.size - 4, 4)).to.equal(0xa5a5_5a5an);
+    });
+
+    it('refuses MMIO outside the BARs with NO_DEVICE', async function () {
+      for (const [bar, offset] of [
+        [1, 0],
+        [0, BAR.REGS.size],
+        [2, BAR.MEM.size - 2],
+      ] as const) {
+        const e = await peer.request('MMIO_READ', { bar, offset: BigInt(offset), size: 4 }).catch((x: unknown) => x);
+        expect(e, `bar ${bar} offset 0x${offset.toString(16)}`).to.be.instanceOf(WireReplyError);
+        expect((e as WireReplyError).error).to.equal('NO_DEVICE');
+      }
+    });
+
+    it('answers config reads from the model', async function () {
+      expect(await peer.configRead(0x00, 4)).to.equal(((PCI.deviceId << 16) | PCI.vendorId) >>> 0);
+      expect((await peer.configRead(0x08, 4)) >>> 8).to.equal((PCI.classCode << 16) | (PCI.subclass << 8) | PCI.progIf);
+      expect(await peer.configRead(0x3d, 1)).to.equal(PCI.interruptPin);
+    });
+
+    it('applies the command register, not BARs, ROM or MSI address/data', async function () {
+      const bar0 = await peer.configRead(0x10, 4);
+      await peer.configWrite(0x10, 4, 0xfebf_0000);
+      await peer.configWrite(0x14, 4, 0x1);
+      await peer.configWrite(0x30, 4, 0xfffe_0000);
+      expect(await peer.configRead(0x10, 4), 'BAR0').to.equal(bar0);
+      expect(await peer.configRead(0x14, 4), 'BAR1').to.equal(0);
+      expect(await peer.configRead(0x30, 4), 'ROM').to.equal(0);
+
+      const cap = await card.msiCap();
+      await peer.configWrite(cap + 4, 4, 0xfee0_1000);
+      await peer.configWrite(cap + 8, 4, 0x1);
+      await peer.configWrite(cap + 12, 2, 0x4041);
+      expect(await peer.configRead(cap + 4, 4), 'MSI address').to.equal(0);
+      expect(await peer.configRead(cap + 12, 2), 'MSI data').to.equal(0);
+
+      await card.enable();
+      expect(await peer.configRead(PCI_COMMAND, 2)).to.equal(PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+    });
+  });
+
+  describe('commands, interrupts and DMA', function () {
+    before(async function () {
+      card.set('CONTROL', Bits.CONTROL.RESET);
+      card.set('CONTROL', Bits.CONTROL.ENABLE);
+      await card.enable();
+    });
+
+    it('without MSI: INTX levels follow STATUS (assert on completion, deassert on clear)', async function () {
+      await card.setMsi(false);
+      const from = peer.received.length;
+      const o = await card.run(CardCmd.ADD, { data: 21 });
+      expectOk(o);
+      expect(o.result).to.equal(42n);
+      await peer.waitFor((m) => m.cmd === 'INTX' && !m.reply && m.body.level, from);
+      card.set('STATUS', 0);
+      await card.reg('STATUS');
+      await peer.waitFor((m) => m.cmd === 'INTX' && !m.reply && !m.body.level, from);
+      const intx = messagesOf(peer.received.slice(from), 'INTX').map((m) => m.body.level);
+      expect(intx, 'INTX levels, only on change').to.deep.equal([true, false]);
+      expect(messagesOf(peer.received.slice(from), 'MSI')).to.have.length(0);
+    });
+
+    it('with MSI enabled by a CONFIG_WRITE: one MSI {MSI, 0} per completion, no INTX', async function () {
+      await card.setMsi(true);
+      const from = peer.received.length;
+      const results: bigint[] = [];
+      for (const [cmd, data] of [
+        [CardCmd.ADD, 0x8000_0000],
+        [CardCmd.MULTIPLY, 0xffff_ffff],
+        [CardCmd.XOR, 0x0f0f_0f0f],
+      ] as const) {
+        const o = await card.run(cmd, { data });
+        expectOk(o);
+        results.push(o.result);
+      }
+      expect(results).to.deep.equal([0x1_0000_0000n, 0xffff_fffe_0000_0001n, 0xf0f0_f0f0n]);
+      await peer.waitFor((m) => messagesOf(peer.received.slice(from), 'MSI').length === 3 && m.cmd === 'MSI', from);
+      const msis = messagesOf(peer.received.slice(from), 'MSI').map((m) => m.body);
+      expect(msis).to.deep.equal([
+        { kind: IrqKind.MSI, vector: 0 },
+        { kind: IrqKind.MSI, vector: 0 },
+        { kind: IrqKind.MSI, vector: 0 },
+      ]);
+      expect(messagesOf(peer.received.slice(from), 'INTX')).to.have.length(0);
+    });
+
+    it('PROCESS_BUFFER: reads host memory in bulk, writes it back, then the MSI', async function () {
+      const len = 64 * 1024;
+      const src = hostAlloc(peer, pattern(len, 7));
+      const dst = hostAlloc(peer, len);
+      const key = 0x5a5a_1234;
+      const from = peer.received.length;
+      const o = await card.run(CardCmd.PROCESS_BUFFER, { data: key, src: src.addr, dst: dst.addr, len });
+      expectOk(o);
+      let sum = 0n;
+      for (let i = 0; i < len; i += 4) {
+        sum += BigInt(src.buf.readUInt32LE(i));
+        expect(dst.buf.readUInt32LE(i), `word ${i / 4}`).to.equal((src.buf.readUInt32LE(i) ^ key) >>> 0);
+      }
+      expect(o.result).to.equal(sum & 0xffff_ffff_ffff_ffffn);
+      await peer.waitFor((m) => m.cmd === 'MSI', from);
+      const after = peer.received.slice(from);
+      const writes = messagesOf(after, 'DMA_WRITE');
+      expect(writes, 'one DMA_WRITE for 64 KiB').to.have.length(1);
+      expect(writes[0]?.posted).to.equal(true);
+      const iWrite = after.findIndex((m) => m.cmd === 'DMA_WRITE');
+      const iMsi = after.findIndex((m) => m.cmd === 'MSI');
+      expect(iWrite, 'the DMA_WRITE comes before the MSI').to.be.lessThan(iMsi);
+      expect(messagesOf(after, 'DMA_READ').length, 'DMA_READs for 64 KiB').to.be.at.most(2);
+    });
+
+    it('an access at the end of a mapping works: the read-ahead falls back to the page', async function () {
+      const buf = hostAlloc(peer, pattern(8192, 3));
+      const dst = hostAlloc(peer, 4096);
+      const from = peer.received.length;
+      const o = await card.run(CardCmd.PROCESS_BUFFER, { data: 0, src: buf.addr + 4096n, dst: dst.addr, len: 4096 });
+      expectOk(o);
+      expect(dst.buf.equals(buf.buf.subarray(4096))).to.equal(true);
+      const reads = messagesOf(peer.received.slice(from), 'DMA_READ').map((m) => m.body.len);
+      expect(reads, 'read-ahead refused, then to the page end').to.deep.equal([64 * 1024, 4096]);
+    });
+
+    it('EXECUTE_CMDBUF: CLEAR, DRAW_LINE and BLIT_RECT show on the display', async function () {
+      const pixels = pattern(5 * 4 * 3, 11);
+      const buf = Buffer.concat([
+        entry('CLEAR', { R: 10, G: 20, B: 30, A: 0xff }),
+        entry('DRAW_LINE', { X0: 0, Y0: 5, X1: W - 1, Y1: 5, R: 255, G: 0, B: 0, A: 0xff }),
+        entry('DRAW_LINE', { X0: 7, Y0: H - 1, X1: 7, Y1: 0, R: 0, G: 255, B: 0, A: 0xff }),
+        entry('DRAW_LINE', { X0: 100, Y0: 100, X1: 200, Y1: 200, R: 0, G: 0, B: 255, A: 0xff }),
+        entry('BLIT_RECT', { X: 300, Y: 200, WIDTH: 5, HEIGHT: 4 }, pixels),
+      ]);
+      const at = hostAlloc(peer, buf);
+      const o = await card.run(CardCmd.EXECUTE_CMDBUF, { src: at.addr, len: buf.length });
+      expectOk(o);
+      expect(o.result, 'entries').to.equal(5n);
+
+      const want = Buffer.alloc(Const.FB_SIZE);
+      for (let i = 0; i < W * H; i++) want.set([10, 20, 30], i * 3);
+      for (let x = 0; x < W; x++) setPixel(want, x, 5, [255, 0, 0]);
+      for (let y = 0; y < H; y++) setPixel(want, 7, y, [0, 255, 0]);
+      for (let i = 0; i <= 100; i++) setPixel(want, 100 + i, 100 + i, [0, 0, 255]);
+      for (let y = 0; y < 4; y++) {
+        for (let x = 0; x < 5; x++) {
+          const s = (y * 5 + x) * 3;
+          setPixel(want, 300 + x, 200 + y, [pixels[s] ?? 0, pixels[s + 1] ?? 0, pixels[s + 2] ?? 0]);
+        }
+      }
+      const shot = await screendump(qemu, workDir);
+      expect(shot.equals(Buffer.concat([Buffer.from(ppmHeader, 'latin1'), want])), 'screendump').to.equal(true);
+    });
+
+    it('DMA_FRAME: a 921,600-byte frame arrives byte-exact, in bulk DMA_READs', async function () {
+      const frame = testFrame();
+      const at = hostAlloc(peer, frame);
+      const from = peer.received.length;
+      const t0 = process.hrtime.bigint();
+      const o = await card.run(CardCmd.DMA_FRAME, { src: at.addr, len: Const.FB_SIZE });
+      const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+      expectOk(o);
+      const reads = messagesOf(peer.received.slice(from), 'DMA_READ');
+      process.stderr.write(`      DMA_FRAME: ${reads.length} DMA_READ frames (${reads.map((r) => r.body.len).join(', ')}), ${ms.toFixed(1)} ms\n`);
+      expect(reads.length, 'DMA_READ frames for one frame').to.be.at.most(20);
+      expect(reads[0]?.body.addr).to.equal(at.addr);
+      const shot = await screendump(qemu, workDir);
+      expect(shot.equals(Buffer.concat([Buffer.from(ppmHeader, 'latin1'), frame])), 'screendump').to.equal(true);
+    });
+
+    it('P2P_READ and P2P_WRITE move data between a peer address and BAR2', async function () {
+      const len = 8192;
+      const src = hostAlloc(peer, pattern(len, 5));
+      expectOk(await card.run(CardCmd.P2P_READ, { src: src.addr, dst: 0x1000, len }));
+      for (const off of [0, 8, 4096, len - 8]) {
+        expect(await peer.mmioRead(2, 0x1000 + off, 8), `BAR2 0x${(0x1000 + off).toString(16)}`).to.equal(src.buf.readBigUInt64LE(off));
+      }
+      const dst = hostAlloc(peer, len);
+      const o = await card.run(CardCmd.P2P_WRITE, { src: 0x1000, dst: dst.addr, len });
+      expectOk(o);
+      expect(o.result).to.equal(BigInt(len));
+      expect(dst.buf.equals(src.buf)).to.equal(true);
+    });
+
+    it('a DMA_READ answered FAULT: the card reports ERR_DMA_FAULT, QEMU carries on', async function () {
+      const from = peer.received.length;
+      const o = await card.run(CardCmd.DMA_FRAME, { src: 0x7000_0000_0000n, len: Const.FB_SIZE });
+      expect(o.status & (DONE | ERROR), 'STATUS').to.equal(DONE | ERROR);
+      expect(o.error).to.equal('DMA_FAULT');
+      const reads = messagesOf(peer.received.slice(from), 'DMA_READ').map((m) => m.body.len);
+      expect(reads.slice(0, 3), 'read-ahead, page, the access: all refused').to.deep.equal([64 * 1024, 4096, 8]);
+      // QEMU goes on after a failed step: the refused page fails at once,
+      // each page after it costs the page and the access.
+      expect(reads.length, 'DMA_READs for a refused frame').to.be.at.most(3 + 2 * (Const.FB_SIZE / 4096));
+      process.stderr.write(`      refused frame: ${reads.length} DMA_READ frames\n`);
+      const status = await qemu.qmp.execute<{ status: string }>('query-status');
+      expect(status.status).to.equal('running');
+      expectOk(await card.run(CardCmd.ADD, { data: 1 }));
+    });
+
+    it('a DMA_READ with no reply fails after timeout-ms (counted), QEMU carries on', async function () {
+      const at = hostAlloc(peer, testFrame());
+      const before = await peer.stats();
+      peer.options.holdDmaReads = true;
+      const t0 = Date.now();
+      let o: Outcome;
+      try {
+        o = await card.run(CardCmd.DMA_FRAME, { src: at.addr, len: Const.FB_SIZE });
+      } finally {
+        peer.options.holdDmaReads = false;
+      }
+      expect(Date.now() - t0, 'waited about timeout-ms').to.be.at.least(DMA_TIMEOUT_MS - 50);
+      expect(o.error).to.equal('DMA_FAULT');
+      const after = await peer.stats();
+      expect(after.timeouts - before.timeouts).to.equal(1n);
+      await qemu.logged('no reply to DMA_READ');
+      expectOk(await card.run(CardCmd.ADD, { data: 2 }));
+    });
+
+    it('100,000 posted MMIO_WRITEs all reach the model, in order', async function () {
+      const n = 100_000;
+      const before = await peer.stats();
+      const t0 = process.hrtime.bigint();
+      for (let i = 1; i <= n; i++) card.set('DATA', i);
+      expect(await card.reg('DATA'), 'the last value').to.equal(n);
+      const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+      const after = await peer.stats();
+      process.stderr.write(`      100,000 posted MMIO_WRITEs + 1 MMIO_READ: ${ms.toFixed(0)} ms (${((n / ms) * 1000).toFixed(0)} writes/s)\n`);
+      expect(after.mmio_writes - before.mmio_writes).to.equal(BigInt(n));
+      expect(after.errors_in - before.errors_in).to.equal(0n);
+    });
+
+    it('RESET {FLR} resets the card and its config space, and is answered', async function () {
+      card.set('FENCE_NEXT', 77);
+      expect(await card.reg('FENCE_NEXT')).to.equal(77);
+      const before = await peer.stats();
+      await peer.request('RESET', { kind: ResetKind.FLR });
+      expect(await card.reg('FENCE_NEXT')).to.equal(1);
+      expect(await peer.configRead(PCI_COMMAND, 2), 'command register').to.equal(0);
+      expect((await peer.stats()).resets - before.resets).to.equal(1n);
+      await card.enable();
+      expectOk(await card.run(CardCmd.ADD, { data: 3 }));
+    });
+  });
+
+  describe('bad input from the gateway', function () {
+    it('an undefined command: ERROR UNKNOWN_CMD, and the session goes on', async function () {
+      const id = peer.peekId();
+      peer.skipIds(1);
+      const hdr = Buffer.alloc(HEADER_SIZE);
+      hdr.writeUInt32LE(1, 0);
+      hdr.writeUInt32LE(id, 4);
+      hdr.writeUInt16LE(0x7777, 8);
+      peer.sendRaw(Buffer.concat([hdr, Buffer.from([0x80])]));
+      const e = await peer.waitFor((m) => m.cmd === 'ERROR' && !m.reply && m.body.ref_id === id);
+      expect(e.error).to.equal('UNKNOWN_CMD');
+      expect(await card.reg('ID')).to.equal(0x1f0c0001);
+    });
+
+    it('a body missing a field: a failed reply MISSING', async function () {
+      const id = peer.peekId();
+      peer.skipIds(1);
+      // {bar: 0, offset: 0}: MMIO_READ without its size.
+      const body = Buffer.from([0x82, 0xa3, ...Buffer.from('bar'), 0x00, 0xa6, ...Buffer.from('offset'), 0x00]);
+      const hdr = Buffer.alloc(HEADER_SIZE);
+      hdr.writeUInt32LE(body.length, 0);
+      hdr.writeUInt32LE(id, 4);
+      hdr.writeUInt16LE(0x0020, 8);
+      peer.sendRaw(Buffer.concat([hdr, body]));
+      const r = await peer.waitFor((m) => m.reply && m.id === id);
+      expect(r.cmd).to.equal('MMIO_READ');
+      expect(r.error).to.equal('MISSING');
+    });
+
+    it('session rules: a gateway HELLO, a model-only command and an id gap get STATE', async function () {
+      const hello = await peer.request('HELLO', { version_min: 1, version_max: 1, role: Role.GATEWAY, name: 'again' }).catch((x: unknown) => x);
+      expect((hello as WireReplyError).error).to.equal('STATE');
+      const dma = await peer.request('DMA_READ', { addr: 0n, len: 4 }).catch((x: unknown) => x);
+      expect((dma as WireReplyError).error).to.equal('STATE');
+      peer.skipIds(3);
+      const gap = await peer.request('MMIO_READ', { bar: 0, offset: BigInt(Reg.ID), size: 4 }).catch((x: unknown) => x);
+      expect((gap as WireReplyError).error).to.equal('STATE');
+      expect(await card.reg('ID'), 'in step again').to.equal(0x1f0c0001);
+    });
+
+    it('garbage bytes: the connection is closed with a log line, QEMU runs and reconnects', async function () {
+      const conns = peer.connections;
+      const from = peer.received.length;
+      peer.sendRaw(Buffer.alloc(64, 0xff));
+      await qemu.logged('closing the connection');
+      await peer.waitReady(conns + 1);
+      const e = messagesOf(peer.received.slice(from), 'ERROR')[0];
+      expect(e?.error, 'the reason, before closing').to.equal('TOO_BIG');
+      const status = await qemu.qmp.execute<{ status: string }>('query-status');
+      expect(status.status).to.equal('running');
+      expect(await card.reg('ID'), 'the new session works').to.equal(0x1f0c0001);
+    });
+
+    it('an oversize header: ERROR TOO_BIG, closed, QEMU runs and reconnects', async function () {
+      const conns = peer.connections;
+      const logs = qemu.stderr.split('closing the connection').length;
+      const hdr = Buffer.alloc(HEADER_SIZE);
+      hdr.writeUInt32LE(Limits.MAX_BODY + 1, 0);
+      hdr.writeUInt32LE(peer.peekId(), 4);
+      hdr.writeUInt16LE(0x0021, 8);
+      hdr.writeUInt16LE(0x0002, 10);
+      peer.sendRaw(hdr);
+      await peer.waitReady(conns + 1);
+      expect(qemu.stderr.split('closing the connection').length, 'logged').to.equal(logs + 1);
+      const status = await qemu.qmp.execute<{ status: string }>('query-status');
+      expect(status.status).to.equal('running');
+      expect(await card.reg('VERSION')).to.equal(0x00010000);
+    });
+  });
+});
+
+/**
+ * A peer listening in `dir`, and QEMU with `device` (as id card0 or nic0)
+ * and a bridge to the peer that reconnects after 200 ms; resolves once
+ * HELLO and DEVICE are through.
+ */
+async function startBridged(binary: string, dir: string, name: string, device: string, props: string): Promise<{ peer: WirePeer; qemu: Qemu }> {
+  const sock = join(dir, `${name}-gw.sock`);
+  const qmpPath = join(dir, `${name}-qmp.sock`);
+  const peer = await WirePeer.listen(sock);
+  const id = /id=([^,]+)/.exec(device)?.[1] ?? '';
+  let qemu: Qemu;
+  try {
+    qemu = await Qemu.start(
+      binary,
+      [
+        '-machine', 'x-remote,vfio-user=off',
+        '-nodefaults',
+        '-display', 'none',
+        '-qmp', `unix:${qmpPath},server=on,wait=off`,
+        '-d', 'guest_errors',
+        '-device', device,
+        '-chardev', `socket,id=gw,path=${sock},reconnect-ms=200`,
+        '-object', `pciem-bridge,id=br0,device=${id},chardev=gw${props !== '' ? `,${props}` : ''}`,
+      ],
+      qmpPath,
+    );
+  } catch (e) {
+    await peer.close();
+    throw e;
+  }
+  await peer.waitReady(1);
+  return { peer, qemu };
+}
+
+async function screendump(qemu: Qemu, dir: string): Promise<Buffer> {
+  const file = join(dir, 'screen.ppm');
+  rmSync(file, { force: true });
+  await qemu.qmp.execute('screendump', { filename: file, device: 'card0', format: 'ppm' });
+  return readFileSync(file);
+}
+
+describe('pciem-bridge with a stock QEMU model (e1000e): MSI-X, PCIe, an I/O BAR', function () {
+  this.timeout(120_000);
+  const MSIX_BAR = 3;
+  const PBA = 0x2000;
+  let workDir = '';
+  let peer: WirePeer;
+  let qemu: Qemu;
+
+  before(async function () {
+    const binary = execFileSync(join(repoRoot, 'qemu-plugin', 'build.sh'), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
+    workDir = mkdtempSync(join(tmpdir(), 'pciem-bridge-nic-'));
+    ({ peer, qemu } = await startBridged(binary, workDir, 'nic', 'e1000e,id=nic0,romfile=', ''));
+  });
+
+  after(async function () {
+    await qemu?.stop();
+    await peer?.close();
+    if (workDir !== '') rmSync(workDir, { recursive: true, force: true });
+  });
+
+  afterEach(function () {
+    expect(qemu.running, `QEMU died:\n${qemu.stderr.slice(-3000)}`).to.equal(true);
+  });
+
+  it('describes it from the model: MSI-X in BAR3, table and PBA left to the host', function () {
+    const d = peer.device;
+    expect(d).to.deep.include({
+      name: 'e1000e',
+      vendor_id: 0x8086,
+      device_id: 0x10d3,
+      msi_vectors: 1,
+      msi_flags: MsiFlags.ADDR64,
+      msix_vectors: 5,
+      msix_bar: MSIX_BAR,
+      msix_table_offset: 0,
+      msix_pba_offset: PBA,
+      caps: Caps.PM | Caps.PCIE,
+    });
+    expect(d?.bars).to.deep.equal([
+      { index: 0, size: 0x20000n, flags: 0 },
+      { index: 1, size: 0x20000n, flags: 0 },
+      { index: 2, size: 0x20n, flags: BarFlags.IO },
+      { index: 3, size: 0x4000n, flags: 0 },
+    ]);
+    const regions = [
+      { bar: 0, offset: 0n, size: 0x20000n },
+      { bar: 1, offset: 0n, size: 0x20000n },
+      { bar: 2, offset: 0n, size: 0x20n },
+      // The 5 x 16-byte table at 0 and the 8-byte PBA at 0x2000 are cut out.
+      { bar: 3, offset: 0x50n, size: BigInt(PBA - 0x50) },
+      { bar: 3, offset: BigInt(PBA + 8), size: BigInt(0x4000 - PBA - 8) },
+    ];
+    expect(d?.traced).to.deep.equal(regions);
+    expect(d?.read_via_model).to.deep.equal(regions);
+  });
+
+  it('refuses MMIO to the MSI-X table and PBA, serves the rest of the BARs', async function () {
+    for (const offset of [0, 0x40, PBA]) {
+      const e = await peer.request('MMIO_READ', { bar: MSIX_BAR, offset: BigInt(offset), size: 4 }).catch((x: unknown) => x);
+      expect((e as WireReplyError).error, `BAR3 0x${offset.toString(16)}`).to.equal('NO_DEVICE');
+    }
+    // STATUS (0x8) in BAR0: link up, full duplex at least.
+    expect(Number(await peer.mmioRead(0, 0x8, 4)) & 0x3).to.not.equal(0);
+  });
+
+  it('an MSI-X vector the model raises arrives as MSI {MSIX, n}: the bridge unmasked its table', async function () {
+    const E1000_ICS = 0xc8;
+    const E1000_IMS = 0xd0;
+    const E1000_IVAR = 0xe4;
+    const ICR_OTHER = 0x0100_0000;
+    const ICR_LSC = 0x4;
+    let ptr = (await peer.configRead(0x34, 1)) & 0xfc;
+    while (ptr !== 0 && (await peer.configRead(ptr, 1)) !== 0x11) ptr = (await peer.configRead(ptr + 1, 1)) & 0xfc;
+    expect(ptr, 'MSI-X capability').to.not.equal(0);
+    await peer.configWrite(PCI_COMMAND, 2, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+    await peer.configWrite(ptr + 2, 2, 0x8000);
+    // "Other" causes on vector 3 (valid bit 0x8), then raise one.
+    peer.mmioWrite(0, E1000_IVAR, 4, (0x8 | 3) << 16);
+    peer.mmioWrite(0, E1000_IMS, 4, ICR_OTHER | ICR_LSC);
+    const from = peer.received.length;
+    peer.mmioWrite(0, E1000_ICS, 4, ICR_OTHER | ICR_LSC);
+    const m = await peer.waitFor((x) => x.cmd === 'MSI' && !x.reply, from);
+    expect(m.body).to.deep.equal({ kind: IrqKind.MSIX, vector: 3 });
+  });
+});
