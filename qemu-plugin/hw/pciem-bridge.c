@@ -273,11 +273,11 @@ static bool bridge_read_ready(PCIemBridge *b)
     n = MAX(avail, 1);
     g_byte_array_set_size(b->in, old + n);
     n = qemu_chr_fe_read_all(&b->chr, b->in->data + old, n);
+    g_byte_array_set_size(b->in, old + MAX(n, 0));
     if (b->generation != gen) {
-        /* Closed (and the session state dropped) under our feet. */
+        /* The chardev closed the connection (at its end, n == 0). */
         return false;
     }
-    g_byte_array_set_size(b->in, old + MAX(n, 0));
     if (n <= 0) {
         qemu_chr_fe_disconnect(&b->chr);
         return false;
@@ -649,6 +649,8 @@ static MemTxResult bridge_dma_read(void *opaque, hwaddr addr, uint64_t *data,
     PCIemBridge *b = opaque;
     MemTxResult r;
 
+    /* The cache, and what failed, live until the model's work is over. */
+    qemu_bh_schedule(b->bh);
     if (!bridge_cache_hit(b, addr, size)) {
         /* Invariant 3: the host sees the model's writes before its reads. */
         if (!bridge_flush_writes(b)) {
@@ -661,8 +663,6 @@ static MemTxResult bridge_dma_read(void *opaque, hwaddr addr, uint64_t *data,
         }
     }
     *data = ldn_le_p(b->rcache + (addr - b->rcache_addr), size);
-    /* The cache lives until the model's current work is over. */
-    qemu_bh_schedule(b->bh);
     return MEMTX_OK;
 }
 
@@ -1206,7 +1206,11 @@ static void bridge_handle_frame(PCIemBridge *b, BridgeFrame *f)
     }
 }
 
-/* The DMA_READ reply being waited for: into the cache. Returns 0 or rc. */
+/*
+ * The DMA_READ reply being waited for: its data into the cache. Returns 0
+ * when it is taken, or the negative code it is refused with (it is then
+ * queued like any refused frame, and the wait fails).
+ */
 static int bridge_take_dma_reply(PCIemBridge *b,
                                  const struct pciem_wire_header *hdr,
                                  const uint8_t *body)
@@ -1215,6 +1219,10 @@ static int bridge_take_dma_reply(PCIemBridge *b,
     int rc;
 
     rc = pciem_wire_body_decode(hdr, body, hdr->size, &m);
+    if (!rc && !hdr->error &&
+        m.body.dma_read_reply.data.len != b->dma_wait_len) {
+        rc = -PCIEM_WIRE_ERR_STATE;
+    }
     if (rc) {
         b->dma_wait_rc = -rc;
         return rc;
@@ -1229,10 +1237,6 @@ static int bridge_take_dma_reply(PCIemBridge *b,
                                        bridge_err_name(hdr->error),
                                        m.body.error_reply.message);
         return 0;
-    }
-    if (m.body.dma_read_reply.data.len != b->dma_wait_len) {
-        b->dma_wait_rc = PCIEM_WIRE_ERR_STATE;
-        return -PCIEM_WIRE_ERR_STATE;
     }
     memcpy(b->rcache, m.body.dma_read_reply.data.data, b->dma_wait_len);
     b->rcache_addr = b->dma_wait_addr;

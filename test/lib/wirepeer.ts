@@ -84,6 +84,10 @@ interface Pending {
 export interface PeerOptions {
   /** Hold DMA_READ replies back (the model's wait then times out). */
   holdDmaReads?: boolean;
+  /** Answer DMA_READs this late. */
+  delayDmaReadsMs?: number;
+  /** Answer DMA_READs with one byte less than asked for. */
+  shortDmaReads?: boolean;
 }
 
 export class WirePeer {
@@ -182,8 +186,12 @@ export class WirePeer {
       case 'DMA_READ': {
         if (this.options.holdDmaReads === true) break;
         const data = this.memory.read(m.body.addr, m.body.len);
-        if (data === null) this.fail(m, 'FAULT', `0x${m.body.addr.toString(16)}+0x${m.body.len.toString(16)} is not mapped`);
-        else this.write({ cmd: 'DMA_READ', id: m.id, reply: true, posted: false, error: 'NONE', body: { data } });
+        const reply = (): void => {
+          if (data === null) this.fail(m, 'FAULT', `0x${m.body.addr.toString(16)}+0x${m.body.len.toString(16)} is not mapped`);
+          else this.write({ cmd: 'DMA_READ', id: m.id, reply: true, posted: false, error: 'NONE', body: { data: this.options.shortDmaReads === true ? data.subarray(1) : data } });
+        };
+        if (this.options.delayDmaReadsMs !== undefined) setTimeout(reply, this.options.delayDmaReadsMs);
+        else reply();
         break;
       }
       case 'DMA_WRITE': {

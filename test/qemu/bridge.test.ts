@@ -576,6 +576,50 @@ describe('pciem-bridge: the QEMU side of the gateway (with a test peer)', functi
       expectOk(await card.run(CardCmd.ADD, { data: 2 }));
     });
 
+    it('requests that arrive while a DMA_READ waits run after the model\'s work, never inside it', async function () {
+      const at = hostAlloc(peer, testFrame());
+      card.set('STATUS', 0);
+      peer.options.delayDmaReadsMs = 30;
+      let status: number;
+      const from = peer.received.length;
+      try {
+        card.submit(CardCmd.DMA_FRAME, { src: at.addr, len: Const.FB_SIZE });
+        await peer.waitFor((m) => m.cmd === 'DMA_READ' && !m.reply, from);
+        // Sent while the model waits for its first DMA_READ reply.
+        status = await card.reg('STATUS');
+      } finally {
+        delete peer.options.delayDmaReadsMs;
+      }
+      expect(status & (BUSY | DONE), 'answered once the command was over').to.equal(DONE);
+      const after = peer.received.slice(from);
+      const lastRead = after.map((m) => m.cmd === 'DMA_READ' && !m.reply).lastIndexOf(true);
+      const reply = after.findIndex((m) => m.cmd === 'MMIO_READ' && m.reply);
+      expect(lastRead, 'every DMA_READ of the frame').to.be.greaterThan(10);
+      expect(reply, 'the MMIO_READ reply after the last DMA_READ').to.be.greaterThan(lastRead);
+    });
+
+    it('a DMA_READ reply of the wrong length: ERROR STATE, the access fails, QEMU carries on', async function () {
+      const at = hostAlloc(peer, pattern(4096, 9));
+      const dst = hostAlloc(peer, 4096);
+      const from = peer.received.length;
+      peer.options.shortDmaReads = true;
+      let o: Outcome;
+      try {
+        o = await card.run(CardCmd.PROCESS_BUFFER, { src: at.addr, dst: dst.addr, len: 4096 });
+      } finally {
+        delete peer.options.shortDmaReads;
+      }
+      expect(o.error).to.equal('DMA_FAULT');
+      const err = messagesOf(peer.received.slice(from), 'ERROR')[0];
+      // The read-ahead was refused (FAULT); the page read got the short reply.
+      const reads = messagesOf(peer.received.slice(from), 'DMA_READ');
+      expect(reads.map((r) => r.body.len)).to.deep.equal([64 * 1024, 4096]);
+      expect(err?.error).to.equal('STATE');
+      expect(err?.body.ref_id).to.equal(reads[1]?.id);
+      expectOk(await card.run(CardCmd.PROCESS_BUFFER, { src: at.addr, dst: dst.addr, len: 4096 }));
+      expect(dst.buf.equals(at.buf)).to.equal(true);
+    });
+
     it('100,000 posted MMIO_WRITEs all reach the model, in order', async function () {
       const n = 100_000;
       const before = await peer.stats();
