@@ -212,8 +212,8 @@ hook_line() {
 # between two marker comments, replacing what an earlier run put there.
 # FILE is rewritten only when that changes it.
 splice_block() {
-	local file=$1 anchor=$2 block=$3
-	local begin="# >>> pciem-gateway: $(basename "$block")" end="# <<< pciem-gateway"
+	local file=$1 anchor=$2 block=$3 begin end="# <<< pciem-gateway"
+	begin="# >>> pciem-gateway: ${block##*/}"
 	[ "$(grep -cxF "$anchor" "$file")" = 1 ] ||
 		die "cannot splice into ${file#"$QDIR"/}: no unique line '$anchor'"
 	awk -v a="$anchor" -v b="$begin" -v e="$end" -v f="$block" '
