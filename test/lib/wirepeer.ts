@@ -247,6 +247,11 @@ export class WirePeer {
     return m.body as ReplyBody<C>;
   }
 
+  /** Drops the connection, as a gateway that died would. */
+  drop(): void {
+    this.sock?.destroy();
+  }
+
   /** Raw bytes, as they are. */
   sendRaw(bytes: Uint8Array): void {
     this.sock?.write(bytes);

@@ -620,6 +620,29 @@ describe('pciem-bridge: the QEMU side of the gateway (with a test peer)', functi
       expect(dst.buf.equals(at.buf)).to.equal(true);
     });
 
+    it('the gateway going away during a DMA_READ fails the access; QEMU reconnects', async function () {
+      const at = hostAlloc(peer, testFrame());
+      const conns = peer.connections;
+      const from = peer.received.length;
+      card.set('STATUS', 0);
+      card.set('ERROR_CODE', 0);
+      peer.options.holdDmaReads = true;
+      try {
+        card.submit(CardCmd.DMA_FRAME, { src: at.addr, len: Const.FB_SIZE });
+        await peer.waitFor((m) => m.cmd === 'DMA_READ' && !m.reply, from);
+        peer.drop();
+        await qemu.logged('connection to the gateway closed');
+      } finally {
+        peer.options.holdDmaReads = false;
+      }
+      await peer.waitReady(conns + 1);
+      const status = await card.waitIdle();
+      expect(status & (DONE | ERROR), 'STATUS').to.equal(DONE | ERROR);
+      expect(ERR_NAMES[await card.reg('ERROR_CODE')]).to.equal('DMA_FAULT');
+      expect((await qemu.qmp.execute<{ status: string }>('query-status')).status).to.equal('running');
+      expectOk(await card.run(CardCmd.DMA_FRAME, { src: at.addr, len: Const.FB_SIZE }));
+    });
+
     it('100,000 posted MMIO_WRITEs all reach the model, in order', async function () {
       const n = 100_000;
       const before = await peer.stats();
