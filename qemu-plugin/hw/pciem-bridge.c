@@ -1763,42 +1763,63 @@ static void bridge_complete(UserCreatable *uc, Error **errp)
     qemu_add_machine_init_done_notifier(&b->machine_done);
 }
 
-static void bridge_finalize(Object *obj)
+/*
+ * object-del: undone here, not in finalize, because the bridge's own
+ * memory regions (in system memory, roots of the BAR address spaces) hold
+ * references to it until they are gone. The regions themselves are
+ * children of the bridge and go with it.
+ */
+static void bridge_unparent(Object *obj)
 {
     PCIemBridge *b = PCIEM_BRIDGE(obj);
     PCIDevice *pdev = b->pdev;
     int i;
 
+    if (!b->set_up) {
+        return;
+    }
+    b->set_up = false;
+    qemu_chr_fe_deinit(&b->chr, false);
+    if (b->irq_bus && b->irq_bus->set_irq == bridge_set_irq &&
+        b->irq_bus->irq_opaque == b) {
+        pci_bus_irqs(b->irq_bus, b->saved_set_irq, b->saved_irq_opaque,
+                     b->irq_bus->nirq);
+    }
+    pdev->msi_trigger = b->saved_msi_trigger;
+    pdev->msi_prepare_message = b->saved_msi_prepare_message;
+    pdev->msix_prepare_message = b->saved_msix_prepare_message;
+    memory_region_del_subregion(get_system_memory(), &b->dma);
+    for (i = 0; i < PCI_ROM_SLOT; i++) {
+        if (pdev->io_regions[i].size) {
+            address_space_destroy(&b->bar_as[i]);
+        }
+    }
+    qdev_del_unplug_blocker(DEVICE(pdev), b->unplug_blocker);
+    error_free(b->unplug_blocker);
+    b->unplug_blocker = NULL;
+    bridge_drop_session(b);
+    qemu_bh_delete(b->bh);
+    b->bh = NULL;
+    g_byte_array_free(b->in, true);
+    b->in = NULL;
+    msgpack_sbuffer_destroy(&b->out);
+    g_free(b->rcache);
+    b->rcache = NULL;
+    g_free(b->wc);
+    b->wc = NULL;
+    object_unref(OBJECT(pdev));
+    b->pdev = NULL;
+    if (bridge_instance == b) {
+        bridge_instance = NULL;
+    }
+}
+
+static void bridge_finalize(Object *obj)
+{
+    PCIemBridge *b = PCIEM_BRIDGE(obj);
+
     if (b->machine_done.notify) {
         qemu_remove_machine_init_done_notifier(&b->machine_done);
-    }
-    if (b->set_up) {
-        qemu_chr_fe_deinit(&b->chr, false);
-        if (b->irq_bus && b->irq_bus->set_irq == bridge_set_irq &&
-            b->irq_bus->irq_opaque == b) {
-            pci_bus_irqs(b->irq_bus, b->saved_set_irq, b->saved_irq_opaque,
-                         b->irq_bus->nirq);
-        }
-        pdev->msi_trigger = b->saved_msi_trigger;
-        pdev->msi_prepare_message = b->saved_msi_prepare_message;
-        pdev->msix_prepare_message = b->saved_msix_prepare_message;
-        memory_region_del_subregion(get_system_memory(), &b->dma);
-        object_unparent(OBJECT(&b->dma));
-        for (i = 0; i < PCI_ROM_SLOT; i++) {
-            if (pdev->io_regions[i].size) {
-                address_space_destroy(&b->bar_as[i]);
-                object_unparent(OBJECT(&b->bar_alias[i]));
-            }
-        }
-        qdev_del_unplug_blocker(DEVICE(pdev), b->unplug_blocker);
-        error_free(b->unplug_blocker);
-        bridge_drop_session(b);
-        qemu_bh_delete(b->bh);
-        g_byte_array_free(b->in, true);
-        msgpack_sbuffer_destroy(&b->out);
-        g_free(b->rcache);
-        g_free(b->wc);
-        object_unref(OBJECT(pdev));
     }
     if (bridge_instance == b) {
         bridge_instance = NULL;
@@ -1893,6 +1914,7 @@ static void bridge_class_init(ObjectClass *klass, void *data)
     UserCreatableClass *ucc = USER_CREATABLE_CLASS(klass);
 
     ucc->complete = bridge_complete;
+    klass->unparent = bridge_unparent;
 
     object_class_property_add_str(klass, "device", bridge_get_device,
                                   bridge_set_device);
