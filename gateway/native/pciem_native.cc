@@ -17,6 +17,7 @@
 
 #include <mutex>
 #include <unordered_map>
+#include <vector>
 
 namespace {
 
@@ -138,6 +139,60 @@ Napi::Value IoctlPtr(const Napi::CallbackInfo &info) {
     return env.Undefined();
   }
   return Napi::Number::New(env, r);
+}
+
+// ioctlAsync(fd, request, arg, callback(err, result)): the same call on a
+// libuv worker thread. For calls whose effects run driver code on the
+// calling CPU (an injected interrupt's handler runs in hard irq context on
+// top of whoever injected it): if that handler waits for the gateway (a
+// read the card answers), the event loop must not be the thread it sits
+// on. `arg` is copied, so the caller's buffer is free at once.
+class IoctlWorker : public Napi::AsyncWorker {
+ public:
+  IoctlWorker(Napi::Function cb, int fd, unsigned long req, const uint8_t *arg, size_t len)
+      : Napi::AsyncWorker(cb), fd_(fd), req_(req), arg_(arg, arg + len) {}
+
+  void Execute() override {
+    int r = ioctl(fd_, req_, arg_.empty() ? nullptr : arg_.data());
+    if (r < 0)
+      err_ = errno;
+    result_ = r;
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (err_)
+      Callback().Call({SysError(env, "ioctl", err_).Value(), env.Undefined()});
+    else
+      Callback().Call({env.Null(), Napi::Number::New(env, result_)});
+  }
+
+ private:
+  int fd_;
+  unsigned long req_;
+  std::vector<uint8_t> arg_;
+  int err_ = 0;
+  int result_ = 0;
+};
+
+Napi::Value IoctlAsync(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int64_t fd, req;
+  if (!ArgInt(info, 0, "fd", 0, INT32_MAX, &fd) || !ArgInt(info, 1, "request", 0, UINT32_MAX, &req))
+    return env.Undefined();
+  if (info.Length() < 4 || !info[2].IsTypedArray() || !info[3].IsFunction()) {
+    Napi::TypeError::New(env, "ioctlAsync(fd, request, arg: Uint8Array, callback)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Uint8Array a = info[2].As<Napi::Uint8Array>();
+  if (a.ByteLength() != _IOC_SIZE(static_cast<unsigned long>(req))) {
+    Napi::RangeError::New(env, "arg size does not match the ioctl request").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  auto *w = new IoctlWorker(info[3].As<Napi::Function>(), static_cast<int>(fd), static_cast<unsigned long>(req), a.Data(),
+                            a.ByteLength());
+  w->Queue();
+  return env.Undefined();
 }
 
 struct Mapping {
@@ -350,6 +405,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("close", Napi::Function::New(env, Close));
   exports.Set("ioctl", Napi::Function::New(env, Ioctl));
   exports.Set("ioctlPtr", Napi::Function::New(env, IoctlPtr));
+  exports.Set("ioctlAsync", Napi::Function::New(env, IoctlAsync));
   exports.Set("mmap", Napi::Function::New(env, Mmap));
   exports.Set("munmap", Napi::Function::New(env, Munmap));
   exports.Set("memfdCreate", Napi::Function::New(env, MemfdCreate));

@@ -18,6 +18,11 @@ export interface Native {
    * first byte is stored as a u64 at `arg[ptrOffset]` before the call.
    */
   ioctlPtr(fd: number, request: number, arg: Uint8Array, ptrOffset: number, data: Uint8Array): number;
+  /**
+   * ioctl() on a libuv worker thread (arg copied first); calls back on the
+   * event loop with the SysError or the result.
+   */
+  ioctlAsync(fd: number, request: number, arg: Uint8Array, callback: (err: SysError | null, result?: number) => void): void;
   /** A shared read-write mapping, unmapped by munmap() or when the ArrayBuffer is collected. */
   mmap(fd: number, length: number, offset: number): ArrayBuffer;
   /** Unmaps now and detaches the ArrayBuffer (its views become empty). */

@@ -29,6 +29,19 @@ describe('gateway native addon (host)', function () {
     expect(err).to.include({ errno: 'EBADF', syscall: 'ioctl' });
   });
 
+  it('ioctlPtr and ioctlAsync check their arguments and report errno the same way', async function () {
+    const dma = new Uint8Array(32);
+    expect(() => native.ioctlPtr(0, IOCTL.DMA, new Uint8Array(8), 8, new Uint8Array(4))).to.throw(RangeError, /size does not match/);
+    expect(() => native.ioctlPtr(0, IOCTL.DMA, dma, 28, new Uint8Array(4))).to.throw(RangeError, /outside arg/);
+    expect(() => native.ioctlPtr(987654, IOCTL.DMA, dma, 8, new Uint8Array(4))).to.throw(Error, /Bad file descriptor/);
+    // The pointer was stored into the struct before the call.
+    expect(new DataView(dma.buffer).getBigUint64(8, true)).to.not.equal(0n);
+    expect(() => native.ioctlAsync(0, IOCTL.INJECT_IRQ, new Uint8Array(3), () => undefined)).to.throw(RangeError, /size does not match/);
+    expect(() => native.ioctlAsync(0, IOCTL.INJECT_IRQ, new Uint8Array(8), 5 as unknown as () => void)).to.throw(TypeError);
+    const err = await new Promise<unknown>((resolve) => native.ioctlAsync(987654, IOCTL.INJECT_IRQ, new Uint8Array(8), (e) => resolve(e)));
+    expect(err).to.include({ errno: 'EBADF', syscall: 'ioctl' });
+  });
+
   it('says pciem.ko is not loaded when /dev/pciem is missing (coded error)', function () {
     let err: unknown;
     try {

@@ -160,6 +160,30 @@ export class PciemDevice {
     this.call(IOCTL.INJECT_IRQ, `INJECT_IRQ ${func}/${vector}`, encode(S.irq_inject, { vector, func }));
   }
 
+  /**
+   * injectIrq() on a worker thread: the driver's handler runs on the CPU
+   * that injects, in hard irq context, and may wait for this process (a
+   * read the card answers) — so the event loop must not be that thread.
+   */
+  injectIrqAsync(func: number, vector: number): Promise<void> {
+    return this.callAsync(IOCTL.INJECT_IRQ, `INJECT_IRQ ${func}/${vector}`, encode(S.irq_inject, { vector, func }));
+  }
+
+  /** setIntx() on a worker thread, for the same reason as injectIrqAsync(). */
+  setIntxAsync(func: number, level: boolean): Promise<void> {
+    return this.callAsync(IOCTL.SET_INTX, `SET_INTX ${func} ${level ? 'assert' : 'deassert'}`, encode(S.intx, { argsz: S.intx.size, func, level: level ? 1 : 0 }));
+  }
+
+  private callAsync(request: number, what: string, arg: Uint8Array): Promise<void> {
+    if (this.closed) return Promise.reject(new PciemError('PCIEM_ERR_NO_DEVICE', `${what}: the device is closed`));
+    return new Promise((resolve, reject) => {
+      native.ioctlAsync(this.fd, request, arg, (err) => {
+        if (err) reject(fromSysError(err, what));
+        else resolve();
+      });
+    });
+  }
+
   /** Drives the function's INTx line as a level. */
   setIntx(func: number, level: boolean): void {
     this.ext(S.intx, IOCTL.SET_INTX, `SET_INTX ${func} ${level ? 'assert' : 'deassert'}`, { func, level: level ? 1 : 0 });

@@ -33,10 +33,12 @@ export interface HostDevice {
   dmaRead(addr: bigint, len: number): Uint8Array;
   /** Writes host memory; visible to the host when it returns. */
   dmaWrite(addr: bigint, data: Uint8Array): void;
-  /** One MSI/MSI-X message. */
-  msi(kind: IrqKind, vector: number): void;
-  /** The INTx line's level. */
-  intx(level: boolean): void;
+  /**
+   * One MSI/MSI-X message; the INTx line's level. Either may complete later
+   * (a promise), in the order they were called; a failure rejects.
+   */
+  msi(kind: IrqKind, vector: number): void | Promise<void>;
+  intx(level: boolean): void | Promise<void>;
   /**
    * Where the host put each capability in its config space (capability ID ->
    * offset), to translate the host's config writes into the model's layout;

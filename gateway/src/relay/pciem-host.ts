@@ -190,13 +190,28 @@ class PciemHost implements HostDevice {
     this.dev.dmaWrite(FUNC, addr, data);
   }
 
-  msi(_kind: IrqKind, vector: number): void {
-    // pciem sends what the host enabled (MSI-X, MSI or an INTx pulse).
-    this.dev.injectIrq(FUNC, vector);
+  /*
+   * Interrupts go out from a worker thread, one after the other: the
+   * driver's handler runs on the injecting CPU and may read a register the
+   * model answers, which needs this process's event loop free. Each waits
+   * for the one before it, so they reach the host in the model's order;
+   * DMA writes before them were done synchronously, so they land first.
+   */
+  private irqChain: Promise<void> = Promise.resolve();
+
+  private serial(f: () => Promise<void>): Promise<void> {
+    const next = this.irqChain.then(f);
+    this.irqChain = next.catch(() => undefined);
+    return next;
   }
 
-  intx(level: boolean): void {
-    this.dev.setIntx(FUNC, level);
+  msi(_kind: IrqKind, vector: number): Promise<void> {
+    // pciem sends what the host enabled (MSI-X, MSI or an INTx pulse).
+    return this.serial(() => this.dev.injectIrqAsync(FUNC, vector));
+  }
+
+  intx(level: boolean): Promise<void> {
+    return this.serial(() => this.dev.setIntxAsync(FUNC, level));
   }
 
   stats(): Record<string, bigint> {

@@ -80,6 +80,11 @@ export class ModelSession extends EventEmitter {
   private hostCaps: Map<number, number> | null = null;
   private modelCaps = new Map<number, number>();
 
+  /** The model's capability layout (ID -> config offset), once the device is up. */
+  get modelCapabilities(): ReadonlyMap<number, number> {
+    return this.modelCaps;
+  }
+
   constructor(private readonly socket: Duplex, private readonly opts: SessionOptions) {
     super();
     this.log = opts.log ?? silentLogger;
@@ -330,15 +335,25 @@ export class ModelSession extends EventEmitter {
       }
       case 'MSI':
         this.counters.interrupts++;
-        this.hostCall(m, () => host.msi(m.body.kind, m.body.vector));
+        this.hostAsync(m, this.hostCall(m, () => host.msi(m.body.kind, m.body.vector)));
         return;
       case 'INTX':
         this.counters.interrupts++;
-        this.hostCall(m, () => host.intx(m.body.level));
+        this.hostAsync(m, this.hostCall(m, () => host.intx(m.body.level)));
         return;
       default:
         this.fail(m, 'STATE', `unexpected ${m.cmd}`);
     }
+  }
+
+  /** A posted request the host completes later: a failure becomes an ERROR then. */
+  private hostAsync(m: Request, done: void | Promise<void> | undefined): void {
+    if (!(done instanceof Promise)) return;
+    done.catch((e: unknown) => {
+      const err = asPciemError(e);
+      this.log.warn('the host refused a model request', { cmd: m.cmd, id: m.id, code: err.code, error: err.message });
+      this.fail(m, wireError(err.code), err.message);
+    });
   }
 
   /** Runs a host operation for a model request; a failure becomes its error reply (or ERROR). */
@@ -347,7 +362,10 @@ export class ModelSession extends EventEmitter {
       return f();
     } catch (e) {
       const err = asPciemError(e);
-      this.log.warn('the host refused a model request', { cmd: m.cmd, id: m.id, code: err.code, error: err.message });
+      // A refused DMA read is often the bridge's read-ahead running past a
+      // mapping (it retries shorter); the model reports real faults itself.
+      const level = m.cmd === 'DMA_READ' && err.code === 'PCIEM_ERR_FAULT' ? 'debug' : 'warn';
+      this.log[level]('the host refused a model request', { cmd: m.cmd, id: m.id, code: err.code, error: err.message });
       this.fail(m, wireError(err.code), err.message);
       return undefined;
     }
