@@ -1,23 +1,14 @@
 // Integration with no kernel (issue 6): the real gateway (GatewayServer with
 // the FakeHost standing in for /dev/pciem, and the shipped protopciem
 // description) and the real QEMU with the ProtoPCIem model behind the
-// pciem-bridge. A TypeScript driver (test/lib/proto-driver.ts) programs the
-// card through the fake host: every command round-trips, 100,000 posted
-// writes arrive in order, a 921,600-byte frame arrives byte-exact on the
-// display as bulk DMA.
+// pciem-bridge (test/lib/card-rig.ts). A TypeScript driver
+// (test/lib/proto-driver.ts) programs the card through the fake host: every
+// command round-trips, 100,000 posted writes arrive in order, a
+// 921,600-byte frame arrives byte-exact on the display as bulk DMA.
 import { expect } from 'chai';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { loadDescription } from '../../gateway/src/description.js';
-import { FakeBackend, type FakeHost } from '../../gateway/src/relay/fake-host.js';
-import { GatewayServer } from '../../gateway/src/relay/server.js';
-import type { ModelSession } from '../../gateway/src/relay/session.js';
 import { Bits, Cmd, Const, Err, Reg } from '../../proto/generated/protopciem.js';
-import { repoRoot } from '../lib/paths.js';
-import { PROCESS_IOVA, ProtoDriver } from '../lib/proto-driver.js';
-import { Qmp } from '../lib/qmp.js';
+import { startRig, type CardRig } from '../lib/card-rig.js';
+import { PROCESS_IOVA } from '../lib/proto-driver.js';
 
 function entry(op: number, len: number): Buffer {
   const b = Buffer.alloc(len);
@@ -28,74 +19,36 @@ function entry(op: number, len: number): Buffer {
 
 describe('gateway + QEMU card model, no kernel (FakeHost)', function () {
   this.timeout(120_000);
-  let dir: string;
-  let server: GatewayServer;
-  let backend: FakeBackend;
-  let qemu: ChildProcess;
-  let qemuLog = '';
-  let qmp: Qmp;
-  let session: ModelSession;
-  let host: FakeHost;
-  let drv: ProtoDriver;
+  let rig: CardRig;
 
   before(async function () {
-    const binary = execFileSync(join(repoRoot, 'qemu-plugin', 'build.sh'), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
-    dir = mkdtempSync(join(tmpdir(), 'pciem-relay-qemu-'));
-    backend = new FakeBackend(5000);
-    server = new GatewayServer({ backend, description: loadDescription(join(repoRoot, 'gateway/devices/protopciem.json')).device });
-    await server.listen(join(dir, 'gw.sock'));
-    const ready = server.nextDevice(60_000);
-    const made = backend.nextDevice(60_000);
-    qemu = spawn(binary, [
-      '-machine', 'x-remote,vfio-user=off', '-nodefaults', '-display', 'none',
-      '-device', 'protopciem,id=card0,msi=on',
-      '-chardev', `socket,id=gw,path=${join(dir, 'gw.sock')}`,
-      '-object', 'pciem-bridge,id=br0,device=card0,chardev=gw',
-      '-qmp', `unix:${join(dir, 'qmp.sock')},server=on,wait=off`,
-    ], { stdio: ['ignore', 'pipe', 'pipe'] });
-    qemu.stdout?.on('data', (b: Buffer) => (qemuLog += b.toString()));
-    qemu.stderr?.on('data', (b: Buffer) => (qemuLog += b.toString()));
-    session = await ready;
-    host = await made;
-    qmp = await Qmp.connect(join(dir, 'qmp.sock'));
-    drv = new ProtoDriver(host);
-    drv.init(session);
+    rig = await startRig();
   });
 
   after(async function () {
-    qmp?.close();
-    qemu?.kill('SIGKILL');
-    await server?.close();
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    await rig?.close();
   });
 
-  async function screen(): Promise<Buffer> {
-    const file = join(dir, 'shot.ppm');
-    await qmp.execute('screendump', { filename: file, format: 'ppm' });
-    const ppm = readFileSync(file);
-    const hdr = 'P6\n640 480\n255\n';
-    expect(ppm.subarray(0, hdr.length).toString('latin1')).to.equal(hdr);
-    return ppm.subarray(hdr.length);
-  }
+  const screen = (): Promise<Buffer> => rig.screen();
 
   it('the model announces the described card (the gateway accepted its DEVICE)', async function () {
-    expect(session.deviceName).to.equal('protopciem');
-    expect(await drv.read(Reg.ID)).to.equal(0x1f0c0001);
-    expect(session.modelCapabilities.has(0x05)).to.equal(true);
+    expect(rig.session.deviceName).to.equal('protopciem');
+    expect(await rig.drv.read(Reg.ID)).to.equal(0x1f0c0001);
+    expect(rig.session.modelCapabilities.has(0x05)).to.equal(true);
   });
 
   it('ADD, MULTIPLY and XOR round-trip, completed by MSI', async function () {
-    expect((await drv.arith('ADD', 20)).result).to.equal(40n);
-    expect((await drv.arith('MULTIPLY', 0x10000)).result).to.equal(0x1_0000_0000n);
-    const x = await drv.arith('XOR', 0x0f0f0f0f);
+    expect((await rig.drv.arith('ADD', 20)).result).to.equal(40n);
+    expect((await rig.drv.arith('MULTIPLY', 0x10000)).result).to.equal(0x1_0000_0000n);
+    const x = await rig.drv.arith('XOR', 0x0f0f0f0f);
     expect(x.result).to.equal(0xf0f0f0f0n);
     expect(x.status & Bits.STATUS.DONE).to.equal(Bits.STATUS.DONE);
-    expect(host.interrupts.filter((i) => i.kind === 'msi').length).to.be.at.least(3);
+    expect(rig.host.interrupts.filter((i) => i.kind === 'msi').length).to.be.at.least(3);
   });
 
   it('PROCESS_BUFFER of 1 MiB: read, XORed and written back byte-exact', async function () {
     const n = Const.PROCESS_MAX;
-    const src = drv.process.subarray(0, n);
+    const src = rig.drv.process.subarray(0, n);
     const dv = new DataView(src.buffer, src.byteOffset, n);
     let sum = 0n;
     for (let i = 0; i < n; i += 4) {
@@ -103,10 +56,10 @@ describe('gateway + QEMU card model, no kernel (FakeHost)', function () {
       dv.setUint32(i, w >>> 0, true);
       sum += BigInt(w >>> 0);
     }
-    const c = await drv.command(Cmd.PROCESS_BUFFER, { data: 0x12345678, src: PROCESS_IOVA, dst: PROCESS_IOVA + BigInt(n), len: n });
+    const c = await rig.drv.command(Cmd.PROCESS_BUFFER, { data: 0x12345678, src: PROCESS_IOVA, dst: PROCESS_IOVA + BigInt(n), len: n });
     expect(c.errorCode).to.equal(0);
     expect(c.result).to.equal(sum & 0xffff_ffff_ffff_ffffn);
-    const out = new DataView(drv.process.buffer, drv.process.byteOffset + n, n);
+    const out = new DataView(rig.drv.process.buffer, rig.drv.process.byteOffset + n, n);
     for (let i = 0; i < n; i += 4) {
       if (out.getUint32(i, true) !== ((dv.getUint32(i, true) ^ 0x12345678) >>> 0)) expect.fail(`word at ${i}`);
     }
@@ -127,7 +80,7 @@ describe('gateway + QEMU card model, no kernel (FakeHost)', function () {
     blit.writeUInt16LE(2, 12);
     blit.writeUInt16LE(2, 14);
     blit.set([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], 16);
-    const c = await drv.executeCmdbuf(Buffer.concat([clear, line, blit]));
+    const c = await rig.drv.executeCmdbuf(Buffer.concat([clear, line, blit]));
     expect(c.errorCode).to.equal(0);
     expect(c.result).to.equal(3n);
     const px = await screen();
@@ -140,46 +93,46 @@ describe('gateway + QEMU card model, no kernel (FakeHost)', function () {
   });
 
   it('DMA_FRAME: a 921,600-byte frame arrives byte-exact on the display, as bulk DMA', async function () {
-    const frame = drv.frames.subarray(Const.FB_SIZE, 2 * Const.FB_SIZE);
+    const frame = rig.drv.frames.subarray(Const.FB_SIZE, 2 * Const.FB_SIZE);
     for (let i = 0; i < frame.length; i++) frame[i] = (i * 7 + (i >> 11)) & 0xff;
-    const before = session.counters.dma_reads;
-    const c = await drv.showFrame(1);
+    const before = rig.session.counters.dma_reads;
+    const c = await rig.drv.showFrame(1);
     expect(c.errorCode).to.equal(0);
-    const reads = Number(session.counters.dma_reads - before);
+    const reads = Number(rig.session.counters.dma_reads - before);
     console.log(`      frame: ${reads} DMA_READ frames, doorbell -> MSI ${(c.us / 1000).toFixed(1)} ms`);
     expect(reads).to.be.within(1, 20);
     expect((await screen()).equals(Buffer.from(frame))).to.equal(true);
   });
 
   it('P2P_READ and P2P_WRITE move bytes between host memory and the card memory (BAR2)', async function () {
-    const peer = host.map(0x4_0000_0000n, 8192);
+    const peer = rig.host.map(0x4_0000_0000n, 8192);
     for (let i = 0; i < 4096; i++) peer[i] = (i * 13) & 0xff;
-    let c = await drv.command(Cmd.P2P_READ, { src: 0x4_0000_0000n, dst: 0x100n, len: 4096 });
+    let c = await rig.drv.command(Cmd.P2P_READ, { src: 0x4_0000_0000n, dst: 0x100n, len: 4096 });
     expect(c.errorCode).to.equal(0);
     expect(c.result).to.equal(4096n);
-    expect(await host.driverRead(2, 0x100, 4)).to.equal(BigInt(peer[0] ?? 0) | (BigInt(peer[1] ?? 0) << 8n) | (BigInt(peer[2] ?? 0) << 16n) | (BigInt(peer[3] ?? 0) << 24n));
-    c = await drv.command(Cmd.P2P_WRITE, { src: 0x100n, dst: 0x4_0000_1000n, len: 4096 });
+    expect(await rig.host.driverRead(2, 0x100, 4)).to.equal(BigInt(peer[0] ?? 0) | (BigInt(peer[1] ?? 0) << 8n) | (BigInt(peer[2] ?? 0) << 16n) | (BigInt(peer[3] ?? 0) << 24n));
+    c = await rig.drv.command(Cmd.P2P_WRITE, { src: 0x100n, dst: 0x4_0000_1000n, len: 4096 });
     expect(c.errorCode).to.equal(0);
     expect(Buffer.from(peer.subarray(4096)).equals(Buffer.from(peer.subarray(0, 4096)))).to.equal(true);
   });
 
   it('100,000 posted writes arrive in order: the register holds the last, the model counted them all', async function () {
-    const s0 = await session.modelStats();
+    const s0 = await rig.session.modelStats();
     const t0 = Date.now();
-    for (let i = 1; i <= 100_000; i++) drv.write(Reg.DATA, i);
-    expect(await drv.read(Reg.DATA)).to.equal(100_000);
+    for (let i = 1; i <= 100_000; i++) rig.drv.write(Reg.DATA, i);
+    expect(await rig.drv.read(Reg.DATA)).to.equal(100_000);
     const ms = Date.now() - t0;
-    const s1 = await session.modelStats();
+    const s1 = await rig.session.modelStats();
     console.log(`      100,000 posted writes + a read: ${ms} ms (${Math.round(100_000 / (ms / 1000))} writes/s over the socket)`);
     expect(s1.mmio_writes - s0.mmio_writes).to.equal(100_000n);
   });
 
   it('a DMA the host refuses: the card reports DMA_FAULT, the model keeps running', async function () {
-    const c = await drv.command(Cmd.DMA_FRAME, { src: 0x7_0000_0000n, len: Const.FB_SIZE });
+    const c = await rig.drv.command(Cmd.DMA_FRAME, { src: 0x7_0000_0000n, len: Const.FB_SIZE });
     expect(c.status & Bits.STATUS.ERROR).to.equal(Bits.STATUS.ERROR);
     expect(c.errorCode).to.equal(Err.DMA_FAULT);
-    expect((await qmp.execute<{ status: string }>('query-status')).status).to.equal('running');
-    expect((await drv.arith('ADD', 1)).result).to.equal(2n);
-    expect(qemuLog).to.not.match(/Assertion|Segmentation/);
+    expect((await rig.qmp.execute<{ status: string }>('query-status')).status).to.equal('running');
+    expect((await rig.drv.arith('ADD', 1)).result).to.equal(2n);
+    expect(rig.log()).to.not.match(/Assertion|Segmentation/);
   });
 });

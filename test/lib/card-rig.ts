@@ -1,0 +1,85 @@
+// The gateway (FakeHost in place of /dev/pciem, the shipped protopciem
+// description) joined to the real QEMU running the ProtoPCIem model behind
+// the pciem-bridge, with a TypeScript driver on the fake host: what the
+// no-kernel integration test and the host benchmarks stand on.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadDescription } from '../../gateway/src/description.js';
+import { FakeBackend, type FakeHost } from '../../gateway/src/relay/fake-host.js';
+import { GatewayServer } from '../../gateway/src/relay/server.js';
+import type { ModelSession } from '../../gateway/src/relay/session.js';
+import { repoRoot } from './paths.js';
+import { ProtoDriver } from './proto-driver.js';
+import { Qmp } from './qmp.js';
+
+export interface CardRig {
+  dir: string;
+  server: GatewayServer;
+  session: ModelSession;
+  host: FakeHost;
+  drv: ProtoDriver;
+  qmp: Qmp;
+  qemu: ChildProcess;
+  /** What QEMU printed. */
+  log(): string;
+  /** The card's display now (the PPM's pixels). */
+  screen(): Promise<Buffer>;
+  close(): Promise<void>;
+}
+
+/** The QEMU binary `make qemu` builds (building it if needed). */
+export function qemuBinary(): string {
+  return execFileSync(join(repoRoot, 'qemu-plugin', 'build.sh'), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
+}
+
+export async function startRig(binary = qemuBinary()): Promise<CardRig> {
+  const dir = mkdtempSync(join(tmpdir(), 'pciem-rig-'));
+  const backend = new FakeBackend(5000);
+  const server = new GatewayServer({ backend, description: loadDescription(join(repoRoot, 'gateway/devices/protopciem.json')).device });
+  await server.listen(join(dir, 'gw.sock'));
+  const ready = server.nextDevice(60_000);
+  const made = backend.nextDevice(60_000);
+  let log = '';
+  const qemu = spawn(binary, [
+    '-machine', 'x-remote,vfio-user=off', '-nodefaults', '-display', 'none',
+    '-device', 'protopciem,id=card0,msi=on',
+    '-chardev', `socket,id=gw,path=${join(dir, 'gw.sock')}`,
+    '-object', 'pciem-bridge,id=br0,device=card0,chardev=gw',
+    '-qmp', `unix:${join(dir, 'qmp.sock')},server=on,wait=off`,
+  ], { stdio: ['ignore', 'pipe', 'pipe'] });
+  qemu.stdout.on('data', (b: Buffer) => (log += b.toString()));
+  qemu.stderr.on('data', (b: Buffer) => (log += b.toString()));
+  const close = async (): Promise<void> => {
+    qemu.kill('SIGKILL');
+    await server.close();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    const session = await ready;
+    const host = await made;
+    const qmp = await Qmp.connect(join(dir, 'qmp.sock'));
+    const drv = new ProtoDriver(host);
+    drv.init(session);
+    return {
+      dir, server, session, host, drv, qmp, qemu,
+      log: () => log,
+      async screen() {
+        const file = join(dir, 'shot.ppm');
+        await qmp.execute('screendump', { filename: file, format: 'ppm' });
+        const ppm = readFileSync(file);
+        const hdr = 'P6\n640 480\n255\n';
+        if (ppm.subarray(0, hdr.length).toString('latin1') !== hdr) throw new Error('screendump: not a 640x480 P6 PPM');
+        return ppm.subarray(hdr.length);
+      },
+      async close() {
+        qmp.close();
+        await close();
+      },
+    };
+  } catch (e) {
+    await close();
+    throw new Error(`${e instanceof Error ? e.message : String(e)}; QEMU said: ${log}`, { cause: e });
+  }
+}
