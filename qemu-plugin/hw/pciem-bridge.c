@@ -84,6 +84,9 @@ OBJECT_DECLARE_SIMPLE_TYPE(PCIemBridge, PCIEM_BRIDGE)
 #define BRIDGE_QUEUE_MAX              (4 * PCIEM_WIRE_MAX_BODY)
 /* DMA reads that timed out, whose replies may still come. */
 #define BRIDGE_STALE_IDS              16
+/* Most bytes of registers the gateway may ask the bridge to keep current. */
+#define BRIDGE_SHADOW_MAX             (64 * KiB)
+#define BRIDGE_SHADOW_DWORDS          (BRIDGE_SHADOW_MAX / 4)
 
 /* MSIMessage.address carries the kind, data the vector. */
 #define BRIDGE_MSG_MSI                PCIEM_WIRE_IRQ_KIND_MSI
@@ -176,6 +179,20 @@ struct PCIemBridge {
     uint64_t wc_addr;
     uint32_t wc_len;
 
+    /*
+     * Shadowed registers (the DEVICE reply): the host serves driver reads
+     * there from its BAR memory, which the bridge keeps current with
+     * posted MMIO_WRITE stores. Per dword, in list order: what was last
+     * sent, what the model holds now, and whether the host's copy is
+     * unknown (never sent, or the driver wrote it since), so it is sent
+     * even if the model's value did not change (BRIDGE_SHADOW_DWORDS each).
+     */
+    uint32_t *shadow_sent;
+    uint32_t *shadow_now;
+    unsigned long *shadow_stale;
+    /* The stores of one push, written to the socket at once */
+    msgpack_sbuffer shadow_out;
+
     /* Session: everything below is reset when a connection opens */
     BridgeState state;
     unsigned generation;
@@ -200,6 +217,14 @@ struct PCIemBridge {
     uint32_t fatal_ref;
     msgpack_sbuffer out;
     struct pciem_wire_stats_reply stats;
+    struct pciem_wire_region shadow[PCIEM_WIRE_REGIONS_MAX];
+    /* The index of each region's first dword in the per-dword arrays */
+    uint32_t shadow_base[PCIEM_WIRE_REGIONS_MAX];
+    unsigned n_shadow;
+    bool shadow_busy;
+    /* Pushes (reads of the model) and stores sent, for qom-get */
+    uint64_t shadow_pushes;
+    uint64_t shadow_stores;
 };
 
 /* DMA goes through the machine's one system memory: one bridge per QEMU. */
@@ -373,20 +398,17 @@ static bool bridge_write(PCIemBridge *b, const uint8_t *buf, size_t len)
 
 static bool bridge_flush_writes(PCIemBridge *b);
 
-/* Encodes and sends @m; a request gets the next id first. */
-static bool bridge_send(PCIemBridge *b, struct pciem_wire_msg *m)
+/*
+ * Encodes @m at the end of @sb; a request gets the next id first. What we
+ * send comes from the model and our own state, so a failure is ours.
+ */
+static bool bridge_encode(PCIemBridge *b, struct pciem_wire_msg *m,
+                          msgpack_sbuffer *sb)
 {
-    bool reply = m->hdr.flags & PCIEM_WIRE_FLAG_REPLY;
+    size_t start = sb->size;
     int rc;
 
-    if (b->state == BRIDGE_DOWN) {
-        return false;
-    }
-    /* Invariant 3: the model's writes land before anything after them. */
-    if (m->hdr.cmd != PCIEM_WIRE_CMD_DMA_WRITE && !bridge_flush_writes(b)) {
-        return false;
-    }
-    if (!reply) {
+    if (!(m->hdr.flags & PCIEM_WIRE_FLAG_REPLY)) {
         m->hdr.id = b->next_id;
         b->next_id = bridge_id_after(b->next_id);
         if (m->hdr.cmd == PCIEM_WIRE_CMD_DMA_READ) {
@@ -395,10 +417,8 @@ static bool bridge_send(PCIemBridge *b, struct pciem_wire_msg *m)
             b->dma_waiting = true;
         }
     }
-    b->out.size = 0;
-    rc = pciem_wire_encode(m, &b->out);
+    rc = pciem_wire_encode(m, sb);
     if (rc) {
-        /* What we send comes from the model and our own state. */
         error_report("%s: cannot encode %s: %s", bridge_id(b),
                      bridge_cmd_name(m->hdr.cmd), bridge_err_name(-rc));
         b->dma_waiting = false;
@@ -406,9 +426,40 @@ static bool bridge_send(PCIemBridge *b, struct pciem_wire_msg *m)
     }
     trace_pciem_bridge_tx(m->hdr.id, bridge_cmd_name(m->hdr.cmd),
                           m->hdr.flags, m->hdr.error,
-                          (uint32_t)(b->out.size - PCIEM_WIRE_HEADER_SIZE));
+                          (uint32_t)(sb->size - start -
+                                     PCIEM_WIRE_HEADER_SIZE));
     if (m->hdr.error) {
         b->stats.errors_out++;
+    }
+    return true;
+}
+
+static void bridge_shadow_push(PCIemBridge *b, const char *why);
+static void bridge_shadow_written(PCIemBridge *b, uint8_t bar,
+                                  uint64_t offset, uint64_t size);
+
+/* Encodes and sends @m. */
+static bool bridge_send(PCIemBridge *b, struct pciem_wire_msg *m)
+{
+    if (b->state == BRIDGE_DOWN) {
+        return false;
+    }
+    /* Invariant 3: the model's writes land before anything after them. */
+    if (m->hdr.cmd != PCIEM_WIRE_CMD_DMA_WRITE && !bridge_flush_writes(b)) {
+        return false;
+    }
+    /*
+     * The host serves shadowed registers from its BAR memory: it is
+     * current before anything the driver acts upon, a reply (the effect of
+     * its request) or an interrupt.
+     */
+    if ((m->hdr.flags & PCIEM_WIRE_FLAG_REPLY) ||
+        m->hdr.cmd == PCIEM_WIRE_CMD_MSI || m->hdr.cmd == PCIEM_WIRE_CMD_INTX) {
+        bridge_shadow_push(b, bridge_cmd_name(m->hdr.cmd));
+    }
+    b->out.size = 0;
+    if (!bridge_encode(b, m, &b->out)) {
+        return false;
     }
     if (!bridge_write(b, (const uint8_t *)b->out.data, b->out.size)) {
         b->dma_waiting = false;
@@ -747,6 +798,8 @@ static void bridge_msi_trigger(PCIDevice *pdev, MSIMessage msg)
     if (!b || b->state != BRIDGE_READY) {
         return;
     }
+    /* The model may go on changing registers after the interrupt. */
+    qemu_bh_schedule(b->bh);
     bridge_msg_init(&m, PCIEM_WIRE_CMD_MSI, PCIEM_WIRE_FLAG_POSTED);
     m.body.msi.kind = msg.address;
     m.body.msi.vector = msg.data;
@@ -781,6 +834,7 @@ static void bridge_set_irq(void *opaque, int irq_num, int level)
     trace_pciem_bridge_intx(level);
     b->intx_level = level;
     if (b->state == BRIDGE_READY && b->intx_sent != b->intx_level) {
+        qemu_bh_schedule(b->bh);
         bridge_send_intx(b);
     }
 }
@@ -875,7 +929,7 @@ static void bridge_config_write(PCIemBridge *b, uint32_t addr, uint32_t size,
 
 /* Where an MMIO access may go: a BAR, outside the MSI-X structures. */
 static int bridge_check_mmio(PCIemBridge *b, uint8_t bar, uint64_t offset,
-                             uint8_t size, char *why, size_t why_len)
+                             uint64_t size, char *why, size_t why_len)
 {
     PCIIORegion *r;
     BridgeRange ranges[2] = { b->msix_table, b->msix_pba };
@@ -887,8 +941,8 @@ static int bridge_check_mmio(PCIemBridge *b, uint8_t bar, uint64_t offset,
     }
     r = &b->pdev->io_regions[bar];
     if (offset >= r->size || size > r->size - offset) {
-        snprintf(why, why_len, "%u bytes at 0x%" PRIx64 " leave BAR %u (0x%"
-                 PRIx64 " bytes)", size, offset, bar, r->size);
+        snprintf(why, why_len, "0x%" PRIx64 " bytes at 0x%" PRIx64 " leave "
+                 "BAR %u (0x%" PRIx64 " bytes)", size, offset, bar, r->size);
         return PCIEM_WIRE_ERR_NO_DEVICE;
     }
     for (i = 0; b->desc.msix_vectors && bar == b->desc.msix_bar &&
@@ -916,6 +970,7 @@ static void bridge_mmio_write(PCIemBridge *b, const struct pciem_wire_msg *m)
         bridge_refuse(b, &m->hdr, err, "MMIO_WRITE: %s", why);
         return;
     }
+    bridge_shadow_written(b, w->bar, w->offset, w->size);
     stq_le_p(buf, w->value);
     r = address_space_write(&b->bar_as[w->bar], w->offset,
                             MEMTXATTRS_UNSPECIFIED, buf, w->size);
@@ -1092,6 +1147,186 @@ static void bridge_handle_request(PCIemBridge *b,
     }
 }
 
+/* ---- shadowed registers ---- */
+
+/*
+ * Takes the gateway's shadow list (the DEVICE reply): whole dwords inside
+ * the device's BARs, clear of the MSI-X structures and of each other, at
+ * most BRIDGE_SHADOW_MAX bytes in all. Returns 0, or the wire error with
+ * the reason in @why.
+ */
+static int bridge_take_shadow(PCIemBridge *b,
+                              const struct pciem_wire_device_reply *r,
+                              char *why, size_t why_len)
+{
+    uint64_t total = 0;
+    unsigned i, j;
+    int err;
+
+    for (i = 0; i < r->n_shadow; i++) {
+        const struct pciem_wire_region *s = &r->shadow[i];
+        size_t n = MIN(snprintf(why, why_len, "region %u: ", i), why_len);
+
+        err = bridge_check_mmio(b, s->bar, s->offset, s->size, why + n,
+                                why_len - n);
+        if (err) {
+            return err;
+        }
+        if ((s->offset | s->size) % 4) {
+            snprintf(why, why_len, "region %u (BAR %u, 0x%" PRIx64 " bytes "
+                     "at 0x%" PRIx64 ") is not whole aligned dwords", i,
+                     s->bar, s->size, s->offset);
+            return PCIEM_WIRE_ERR_INVALID;
+        }
+        for (j = 0; j < i; j++) {
+            if (r->shadow[j].bar == s->bar &&
+                ranges_overlap(s->offset, s->size, r->shadow[j].offset,
+                               r->shadow[j].size)) {
+                snprintf(why, why_len, "regions %u and %u overlap", j, i);
+                return PCIEM_WIRE_ERR_INVALID;
+            }
+        }
+        b->shadow_base[i] = total / 4;
+        total += s->size;
+        if (total > BRIDGE_SHADOW_MAX) {
+            snprintf(why, why_len, "more than %u bytes of registers",
+                     (unsigned)BRIDGE_SHADOW_MAX);
+            return PCIEM_WIRE_ERR_INVALID;
+        }
+    }
+    memcpy(b->shadow, r->shadow, r->n_shadow * sizeof(r->shadow[0]));
+    b->n_shadow = r->n_shadow;
+    /* The host's BAR memory holds whatever it held: all of it, once. */
+    bitmap_zero(b->shadow_stale, BRIDGE_SHADOW_DWORDS);
+    bitmap_set(b->shadow_stale, 0, total / 4);
+    trace_pciem_bridge_shadow(b->n_shadow, total / 4);
+    return 0;
+}
+
+/*
+ * The driver wrote @size bytes at @offset of @bar: that value is in the
+ * host's BAR memory now, whatever the model made of it (a write-1-to-clear
+ * bit, a self-clearing command), so the shadowed dwords it touched are
+ * sent at the next push even if the model's value did not change.
+ */
+static void bridge_shadow_written(PCIemBridge *b, uint8_t bar,
+                                  uint64_t offset, uint64_t size)
+{
+    uint64_t first, end;
+    unsigned i;
+
+    for (i = 0; i < b->n_shadow; i++) {
+        const struct pciem_wire_region *s = &b->shadow[i];
+
+        if (s->bar != bar ||
+            !ranges_overlap(offset, size, s->offset, s->size)) {
+            continue;
+        }
+        first = MAX(offset, s->offset) - s->offset;
+        end = MIN(offset + size, s->offset + s->size) - s->offset;
+        bitmap_set(b->shadow_stale, b->shadow_base[i] + first / 4,
+                   DIV_ROUND_UP(end, 4) - first / 4);
+    }
+}
+
+/*
+ * Reads every shadowed dword from the model, 4 bytes little-endian through
+ * its BAR as MMIO_READ does, into shadow_now.
+ *
+ * The model may be inside its own I/O here (an interrupt raised from its
+ * bottom half or an MMIO handler), where its re-entrancy guard would
+ * refuse the reads. The guard stops DMA loops into a device's registers;
+ * these are plain registers that read without side effects (the gateway's
+ * promise), read as the driver's interrupt handler is about to, so it is
+ * lifted for them.
+ */
+static void bridge_shadow_read(PCIemBridge *b)
+{
+    MemReentrancyGuard *guard = &DEVICE(b->pdev)->mem_reentrancy_guard;
+    bool engaged = guard->engaged_in_io;
+    uint32_t k = 0;
+    uint64_t off;
+    uint8_t buf[4];
+    MemTxResult r;
+    unsigned i;
+
+    guard->engaged_in_io = false;
+    for (i = 0; i < b->n_shadow; i++) {
+        const struct pciem_wire_region *s = &b->shadow[i];
+
+        for (off = s->offset; off < s->offset + s->size; off += 4, k++) {
+            r = address_space_read(&b->bar_as[s->bar], off,
+                                   MEMTXATTRS_UNSPECIFIED, buf, 4);
+            if (r != MEMTX_OK) {
+                /* Nothing to store: the host keeps the last value. */
+                trace_pciem_bridge_shadow_read_failed(s->bar, off, r);
+                b->shadow_now[k] = b->shadow_sent[k];
+                continue;
+            }
+            b->shadow_now[k] = ldl_le_p(buf);
+        }
+    }
+    guard->engaged_in_io = engaged;
+}
+
+/*
+ * Brings the host's copy of the shadowed registers up to date: a posted
+ * MMIO_WRITE for every dword that changed since it was last sent, or
+ * whose copy the host may not have (see shadow_stale), all written at once. The reads come first:
+ * whatever the model sends while being read goes out whole, before the
+ * stores take their ids.
+ */
+static void bridge_shadow_push(PCIemBridge *b, const char *why)
+{
+    struct pciem_wire_msg m;
+    uint32_t k = 0, stores = 0;
+    uint64_t off;
+    unsigned i;
+
+    if (b->state != BRIDGE_READY || !b->n_shadow || b->shadow_busy) {
+        return;
+    }
+    /* Stores follow the model's earlier DMA writes, as on the bus. */
+    if (!bridge_flush_writes(b)) {
+        return;
+    }
+    b->shadow_busy = true;
+    bridge_shadow_read(b);
+    b->shadow_pushes++;
+    b->shadow_out.size = 0;
+    for (i = 0; i < b->n_shadow; i++) {
+        const struct pciem_wire_region *s = &b->shadow[i];
+
+        for (off = s->offset; off < s->offset + s->size; off += 4, k++) {
+            if (b->shadow_now[k] == b->shadow_sent[k] &&
+                !test_bit(k, b->shadow_stale)) {
+                continue;
+            }
+            bridge_msg_init(&m, PCIEM_WIRE_CMD_MMIO_WRITE,
+                            PCIEM_WIRE_FLAG_POSTED);
+            m.body.mmio_write.bar = s->bar;
+            m.body.mmio_write.offset = off;
+            m.body.mmio_write.size = 4;
+            m.body.mmio_write.value = b->shadow_now[k];
+            if (!bridge_encode(b, &m, &b->shadow_out)) {
+                goto out;
+            }
+            trace_pciem_bridge_shadow_store(s->bar, off, b->shadow_now[k]);
+            b->shadow_sent[k] = b->shadow_now[k];
+            clear_bit(k, b->shadow_stale);
+            stores++;
+        }
+    }
+out:
+    trace_pciem_bridge_shadow_push(why, stores);
+    if (stores && bridge_write(b, (const uint8_t *)b->shadow_out.data,
+                               b->shadow_out.size)) {
+        b->stats.frames_out += stores;
+        b->shadow_stores += stores;
+    }
+    b->shadow_busy = false;
+}
+
 static void bridge_send_device(PCIemBridge *b)
 {
     struct pciem_wire_msg m;
@@ -1110,6 +1345,7 @@ static void bridge_became_ready(PCIemBridge *b)
     info_report("%s: the gateway has %s (%04x:%04x)", bridge_id(b),
                 b->desc.name, b->desc.vendor_id, b->desc.device_id);
     bridge_unmask_msix(b);
+    bridge_shadow_push(b, "DEVICE");
     if (b->intx_level != b->intx_sent) {
         bridge_send_intx(b);
     }
@@ -1150,14 +1386,26 @@ static void bridge_handle_reply(PCIemBridge *b, const struct pciem_wire_msg *m)
     }
     if (b->state == BRIDGE_DEVICE && hdr->cmd == PCIEM_WIRE_CMD_DEVICE &&
         hdr->id == b->device_id) {
+        char why[PCIEM_WIRE_MESSAGE_MAX];
+        int err;
+
         if (hdr->error) {
             error_report("%s: the gateway refused the device: %s: %s; "
                          "closing", bridge_id(b), bridge_err_name(hdr->error),
                          m->body.error_reply.message);
             qemu_chr_fe_disconnect(&b->chr);
-        } else {
-            bridge_became_ready(b);
+            return;
         }
+        err = bridge_take_shadow(b, &m->body.device_reply, why, sizeof(why));
+        if (err) {
+            error_report("%s: the DEVICE reply's shadow list is refused: "
+                         "%s; closing", bridge_id(b), why);
+            bridge_send_error(b, hdr->id, err, "shadow list refused: %s",
+                              why);
+            qemu_chr_fe_disconnect(&b->chr);
+            return;
+        }
+        bridge_became_ready(b);
         return;
     }
     if (hdr->cmd == PCIEM_WIRE_CMD_DMA_READ && bridge_is_stale(b, hdr->id)) {
@@ -1166,6 +1414,16 @@ static void bridge_handle_reply(PCIemBridge *b, const struct pciem_wire_msg *m)
     }
     bridge_send_error(b, hdr->id, PCIEM_WIRE_ERR_STATE, "a %s reply to no "
                       "request of ours", bridge_cmd_name(hdr->cmd));
+}
+
+/* Is @hdr the reply the session waits for, to HELLO or to DEVICE? */
+static bool bridge_is_session_reply(PCIemBridge *b,
+                                    const struct pciem_wire_header *hdr)
+{
+    return (b->state == BRIDGE_HELLO && hdr->cmd == PCIEM_WIRE_CMD_HELLO &&
+            hdr->id == b->hello_id) ||
+           (b->state == BRIDGE_DEVICE && hdr->cmd == PCIEM_WIRE_CMD_DEVICE &&
+            hdr->id == b->device_id);
 }
 
 /* Checks a frame from the queue and handles it. */
@@ -1197,6 +1455,13 @@ static void bridge_handle_frame(PCIemBridge *b, BridgeFrame *f)
         bridge_refuse(b, &f->hdr, -rc, "%s frame %u refused: %s",
                       bridge_cmd_name(f->hdr.cmd), f->hdr.id,
                       bridge_err_name(-rc));
+        /* Nothing can follow a HELLO or DEVICE reply that does not decode. */
+        if (!request && bridge_is_session_reply(b, &f->hdr)) {
+            error_report("%s: the %s reply does not decode (%s); closing",
+                         bridge_id(b), bridge_cmd_name(f->hdr.cmd),
+                         bridge_err_name(-rc));
+            qemu_chr_fe_disconnect(&b->chr);
+        }
         return;
     }
     if (request) {
@@ -1320,6 +1585,7 @@ static void bridge_drop_session(PCIemBridge *b)
 static void bridge_process(PCIemBridge *b)
 {
     unsigned gen = b->generation;
+    bool requests = false;
     BridgeFrame *f;
 
     if (b->busy) {
@@ -1330,8 +1596,16 @@ static void bridge_process(PCIemBridge *b)
     while (b->generation == gen && (f = QSIMPLEQ_FIRST(&b->queue))) {
         QSIMPLEQ_REMOVE_HEAD(&b->queue, next);
         b->queued_bytes -= PCIEM_WIRE_HEADER_SIZE + f->hdr.size;
+        requests |= !(f->hdr.flags & PCIEM_WIRE_FLAG_REPLY);
         bridge_handle_frame(b, f);
         g_free(f);
+    }
+    /*
+     * Replies push before they go; what posted requests changed goes out
+     * once for the run of them, before anything the host could act upon.
+     */
+    if (requests && b->generation == gen) {
+        bridge_shadow_push(b, "requests");
     }
     b->busy = false;
     if (b->fatal_rc && b->state != BRIDGE_DOWN) {
@@ -1346,8 +1620,9 @@ static void bridge_process(PCIemBridge *b)
 }
 
 /*
- * After the model's current work: send its gathered writes, forget what
- * was read ahead, and handle what the gateway sent meanwhile.
+ * After the model's current work (DMA, interrupts): send its gathered
+ * writes and what it changed in the shadowed registers, forget what was
+ * read ahead, and handle what the gateway sent meanwhile.
  */
 static void bridge_bh(void *opaque)
 {
@@ -1355,6 +1630,7 @@ static void bridge_bh(void *opaque)
 
     if (b->state != BRIDGE_DOWN) {
         bridge_flush_writes(b);
+        bridge_shadow_push(b, "model");
     }
     bridge_cache_invalidate(b);
     b->ra_next = b->read_ahead;
@@ -1399,6 +1675,9 @@ static void bridge_connected(PCIemBridge *b)
     b->ra_next = b->read_ahead;
     memset(&b->stats, 0, sizeof(b->stats));
     memset(b->stale_ids, 0, sizeof(b->stale_ids));
+    b->n_shadow = 0;
+    b->shadow_pushes = 0;
+    b->shadow_stores = 0;
     if (b->fd < 0) {
         error_report("%s: chardev '%s' is open with no socket", bridge_id(b),
                      b->chardev);
@@ -1671,9 +1950,13 @@ static void bridge_setup(PCIemBridge *b, Error **errp)
 
     b->rcache = g_malloc(b->read_ahead);
     b->wc = g_malloc(b->write_combine);
+    b->shadow_sent = g_new0(uint32_t, BRIDGE_SHADOW_DWORDS);
+    b->shadow_now = g_new0(uint32_t, BRIDGE_SHADOW_DWORDS);
+    b->shadow_stale = bitmap_new(BRIDGE_SHADOW_DWORDS);
     b->in = g_byte_array_new();
     QSIMPLEQ_INIT(&b->queue);
     msgpack_sbuffer_init(&b->out);
+    msgpack_sbuffer_init(&b->shadow_out);
     b->fd = -1;
     /* The bridge owns no device I/O: the guard is its own. */
     b->bh = qemu_bh_new_guarded(bridge_bh, b, &b->bh_guard);
@@ -1803,6 +2086,13 @@ static void bridge_unparent(Object *obj)
     g_byte_array_free(b->in, true);
     b->in = NULL;
     msgpack_sbuffer_destroy(&b->out);
+    msgpack_sbuffer_destroy(&b->shadow_out);
+    g_free(b->shadow_sent);
+    b->shadow_sent = NULL;
+    g_free(b->shadow_now);
+    b->shadow_now = NULL;
+    g_free(b->shadow_stale);
+    b->shadow_stale = NULL;
     g_free(b->rcache);
     b->rcache = NULL;
     g_free(b->wc);
@@ -1892,6 +2182,23 @@ static void bridge_set_u32(Object *obj, Visitor *v, const char *name,
     }
 }
 
+/* Read-only uint64 counters; @opaque is the field's offset. */
+static void bridge_get_u64(Object *obj, Visitor *v, const char *name,
+                           void *opaque, Error **errp)
+{
+    uint64_t value = *(uint64_t *)((char *)obj + (uintptr_t)opaque);
+
+    visit_type_uint64(v, name, &value, errp);
+}
+
+static void bridge_add_counter(ObjectClass *klass, const char *name,
+                               size_t offset, const char *desc)
+{
+    object_class_property_add(klass, name, "uint64", bridge_get_u64, NULL,
+                              NULL, (void *)offset);
+    object_class_property_set_description(klass, name, desc);
+}
+
 static void bridge_add_u32(ObjectClass *klass, const char *name,
                            size_t offset, const char *desc)
 {
@@ -1935,6 +2242,14 @@ static void bridge_class_init(ObjectClass *klass, void *data)
                    offsetof(PCIemBridge, write_combine),
                    "most bytes of contiguous model writes sent as one "
                    "DMA_WRITE");
+    bridge_add_counter(klass, "shadow-pushes",
+                       offsetof(PCIemBridge, shadow_pushes),
+                       "times the shadowed registers were read from the "
+                       "model since the connection opened");
+    bridge_add_counter(klass, "shadow-stores",
+                       offsetof(PCIemBridge, shadow_stores),
+                       "MMIO_WRITE stores of shadowed registers sent since "
+                       "the connection opened");
 }
 
 static const TypeInfo bridge_info = {

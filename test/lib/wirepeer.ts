@@ -15,6 +15,7 @@ import {
   type HelloRequest,
   type Message,
   type MessageOf,
+  type Region,
   Role,
   type StatsReply,
   VERSION_MAX,
@@ -88,6 +89,8 @@ export interface PeerOptions {
   delayDmaReadsMs?: number;
   /** Answer DMA_READs with one byte less than asked for. */
   shortDmaReads?: boolean;
+  /** The registers the DEVICE reply asks the model to keep current (default none). */
+  shadow?: Region[];
 }
 
 export class WirePeer {
@@ -96,9 +99,10 @@ export class WirePeer {
   readonly received: Message[] = [];
   /** Frames the model sent that the codec refused, with the reason. */
   readonly refused: { code: string; fatal: boolean }[] = [];
-  /** The latest HELLO and DEVICE. */
+  /** The latest HELLO and DEVICE, and the shadow list this connection's DEVICE reply sent. */
   hello: HelloRequest | null = null;
   device: DeviceRequest | null = null;
+  shadowSent: Region[] | null = null;
   /** Connections accepted, and closed, so far. */
   connections = 0;
   closes = 0;
@@ -134,6 +138,7 @@ export class WirePeer {
     this.reader = new FrameReader();
     this.nextId = 1;
     this.ready = false;
+    this.shadowSent = null;
     this.connections++;
     s.on('data', (chunk: Buffer) => this.onData(s, chunk));
     s.on('error', () => undefined);
@@ -180,7 +185,8 @@ export class WirePeer {
         break;
       case 'DEVICE':
         this.device = m.body;
-        this.write({ cmd: 'DEVICE', id: m.id, reply: true, posted: false, error: 'NONE', body: {} });
+        this.shadowSent = this.options.shadow ?? [];
+        this.write({ cmd: 'DEVICE', id: m.id, reply: true, posted: false, error: 'NONE', body: { shadow: this.shadowSent } });
         this.ready = true;
         break;
       case 'DMA_READ': {
