@@ -23,7 +23,7 @@ import {
   Reg,
   type RegName,
 } from '../../proto/generated/protopciem.js';
-import { BarFlags, Caps, HEADER_SIZE, IrqKind, Limits, type Message, MsiFlags, ResetKind, Role } from '../../proto/generated/wire.js';
+import { BarFlags, Caps, type ErrName, HEADER_SIZE, IrqKind, Limits, type Message, MsiFlags, type Region, ResetKind, Role } from '../../proto/generated/wire.js';
 import { repoRoot } from '../lib/paths.js';
 import { Qmp } from '../lib/qmp.js';
 import { WirePeer, WireReplyError } from '../lib/wirepeer.js';
@@ -256,6 +256,44 @@ const ppmHeader = `P6\n${W} ${H}\n255\n`;
 /** The requests (not replies) with command `cmd` in `list`. */
 function messagesOf<C extends Message['cmd']>(list: readonly Message[], cmd: C): Extract<Message, { cmd: C; reply: false }>[] {
   return list.filter((m): m is Extract<Message, { cmd: C; reply: false }> => m.cmd === cmd && !m.reply);
+}
+
+type Store = Extract<Message, { cmd: 'MMIO_WRITE'; reply: false }>;
+
+/** Is `m` the model's store of the BAR0 register at `offset` (any register if omitted)? */
+function isStore(m: Message, offset?: number): m is Store {
+  return m.cmd === 'MMIO_WRITE' && !m.reply && (offset === undefined || m.body.offset === BigInt(offset));
+}
+
+/** The value of the last store of the BAR0 register `name` in `list`, or undefined. */
+function lastStore(list: readonly Message[], name: RegName): number | undefined {
+  const stores = list.filter((m): m is Store => isStore(m, Reg[name]));
+  const v = stores[stores.length - 1]?.body.value;
+  return v === undefined ? undefined : Number(v);
+}
+
+// ProtoPCIem's two register ranges, as the gateway's description shadows them.
+const SHADOW: Region[] = [
+  { bar: 0, offset: 0x0n, size: 0x40n },
+  { bar: 0, offset: 0x1000n, size: 0x40n },
+];
+const SHADOW_OFFSETS = SHADOW.flatMap((r) => Array.from({ length: Number(r.size) / 4 }, (_, i) => Number(r.offset) + 4 * i));
+
+/**
+ * Drops the connection with the peer set to reply DEVICE with `shadow`;
+ * resolves with the index in `received` of the new session's DEVICE once
+ * that session is up.
+ */
+async function reconnectWith(peer: WirePeer, shadow: Region[]): Promise<number> {
+  peer.options.shadow = shadow;
+  const conns = peer.connections;
+  peer.drop();
+  const deadline = Date.now() + 20_000;
+  while (!(peer.connections > conns && peer.isReady && peer.shadowSent === shadow)) {
+    if (Date.now() > deadline) throw new Error('no new session with that shadow list in 20 s');
+    await sleep(10);
+  }
+  return peer.received.map((m) => m.cmd === 'DEVICE' && !m.reply).lastIndexOf(true);
 }
 
 // ---- the tests ------------------------------------------------------------------
@@ -669,8 +707,159 @@ describe('pciem-bridge: the QEMU side of the gateway (with a test peer)', functi
     });
   });
 
+
+  describe('shadowed registers (the DEVICE reply names them)', function () {
+    let deviceAt = 0;
+
+    before(async function () {
+      deviceAt = await reconnectWith(peer, SHADOW);
+    });
+
+    after(async function () {
+      await reconnectWith(peer, []);
+    });
+
+    it('right after the DEVICE reply: one posted store per shadowed dword, what the model holds', async function () {
+      const first = peer.received.slice(deviceAt + 1, deviceAt + 1 + SHADOW_OFFSETS.length);
+      expect(first.map((m) => (isStore(m) ? `${m.body.bar}:0x${m.body.offset.toString(16)}:${m.body.size}:${String(m.posted)}` : m.cmd))).to.deep.equal(
+        SHADOW_OFFSETS.map((o) => `0:0x${o.toString(16)}:4:true`),
+      );
+      expect(lastStore(first, 'ID')).to.equal(0x1f0c0001);
+      expect(lastStore(first, 'VERSION')).to.equal(0x00010000);
+      expect(lastStore(first, 'FB_WIDTH')).to.equal(W);
+      expect(lastStore(first, 'FB_HEIGHT')).to.equal(H);
+      expect(lastStore(first, 'FB_FORMAT')).to.equal(Const.FB_FORMAT_RGB888);
+      const after = peer.received.length;
+      for (const m of first as Store[]) {
+        expect(await peer.mmioRead(0, Number(m.body.offset), 4), `0x${m.body.offset.toString(16)}`).to.equal(m.body.value);
+      }
+      // The reads changed nothing: nothing is sent again.
+      expect(peer.received.slice(after).filter((m) => isStore(m))).to.have.length(0);
+      const stores = await qemu.qmp.execute<number>('qom-get', { path: '/objects/br0', property: 'shadow-stores' });
+      expect(stores, 'qom-get shadow-stores').to.equal(SHADOW_OFFSETS.length);
+    });
+
+    it('after a command: STATUS, RESULT and FENCE_DONE are stored before the MSI; unchanged registers are not', async function () {
+      await card.enable();
+      await card.setMsi(true);
+      for (let round = 0; round < 2; round++) {
+        const fence = await card.reg('FENCE_NEXT');
+        const from = peer.received.length;
+        const o = await card.run(CardCmd.ADD, { data: 0x55 });
+        expectOk(o);
+        expect(o.result).to.equal(0xaan);
+        const msi = await peer.waitFor((m) => m.cmd === 'MSI' && !m.reply, from);
+        const list = peer.received.slice(from);
+        const beforeMsi = list.slice(0, list.indexOf(msi));
+        expect((lastStore(beforeMsi, 'STATUS') ?? 0) & (DONE | ERROR | BUSY), 'STATUS').to.equal(DONE);
+        expect(lastStore(beforeMsi, 'FENCE_DONE'), 'FENCE_DONE').to.equal(fence);
+        expect(lastStore(list, 'ID'), 'ID').to.equal(undefined);
+        if (round === 0) {
+          expect(lastStore(beforeMsi, 'RESULT_LO'), 'RESULT_LO').to.equal(0xaa);
+        } else {
+          // The same command again: RESULT, which the driver does not write, is the same.
+          for (const name of ['RESULT_LO', 'RESULT_HI', 'VERSION', 'ERROR_COUNT'] as const) expect(lastStore(list, name), name).to.equal(undefined);
+        }
+      }
+      // Read from inside the model's bottom half, past its re-entrancy guard.
+      expect(qemu.stderr).to.not.include('Blocked re-entrant IO');
+    });
+
+    it('DMA writes, then the stores, then the MSI (PROCESS_BUFFER)', async function () {
+      const len = 4096;
+      const src = hostAlloc(peer, pattern(len, 13));
+      const dst = hostAlloc(peer, len);
+      const fence = await card.reg('FENCE_NEXT');
+      const from = peer.received.length;
+      expectOk(await card.run(CardCmd.PROCESS_BUFFER, { data: 1, src: src.addr, dst: dst.addr, len }));
+      await peer.waitFor((m) => m.cmd === 'MSI' && !m.reply, from);
+      const list = peer.received.slice(from);
+      const iWrite = list.findIndex((m) => m.cmd === 'DMA_WRITE');
+      const iFence = list.findIndex((m) => isStore(m, Reg.FENCE_DONE) && Number(m.body.value) === fence);
+      const iMsi = list.findIndex((m) => m.cmd === 'MSI');
+      expect(iWrite, 'DMA_WRITE').to.be.at.least(0);
+      expect(iFence, 'the FENCE_DONE store after the DMA_WRITE').to.be.greaterThan(iWrite);
+      expect(iMsi, 'the MSI after the FENCE_DONE store').to.be.greaterThan(iFence);
+    });
+
+    it('without MSI: the STATUS store comes before INTX asserts', async function () {
+      await card.setMsi(false);
+      try {
+        const from = peer.received.length;
+        expectOk(await card.run(CardCmd.ADD, { data: 1 }));
+        const intx = await peer.waitFor((m) => m.cmd === 'INTX' && !m.reply && m.body.level, from);
+        const list = peer.received.slice(from);
+        expect((lastStore(list.slice(0, list.indexOf(intx)), 'STATUS') ?? 0) & (DONE | BUSY)).to.equal(DONE);
+        card.set('STATUS', 0);
+        await peer.waitFor((m) => m.cmd === 'INTX' && !m.reply && !m.body.level, from);
+      } finally {
+        await card.setMsi(true);
+      }
+    });
+
+    it('a write to DATA is stored after the request (posted), and before its reply (non-posted)', async function () {
+      let from = peer.received.length;
+      card.set('DATA', 0x1234_abcd);
+      const st = await peer.waitFor((m) => isStore(m, Reg.DATA), from);
+      expect(st.body).to.deep.equal({ bar: 0, offset: BigInt(Reg.DATA), size: 4, value: 0x1234_abcdn });
+      expect(st.posted).to.equal(true);
+
+      from = peer.received.length;
+      await peer.request('MMIO_WRITE', { bar: 0, offset: BigInt(Reg.DATA), size: 4, value: 0x0bad_cafen });
+      const list = peer.received.slice(from);
+      const iStore = list.findIndex((m) => isStore(m, Reg.DATA) && m.body.value === 0x0bad_cafen);
+      const iReply = list.findIndex((m) => m.cmd === 'MMIO_WRITE' && m.reply);
+      expect(iStore, 'the store').to.be.at.least(0);
+      expect(iStore, 'before the reply').to.be.lessThan(iReply);
+    });
+
+    it('a driver write the model does not keep is overwritten with the model\'s value', async function () {
+      // STATUS is RW0C: writing ones changes nothing in the model, but the
+      // host's BAR memory now holds the driver's 0xffffffff.
+      const status = await card.reg('STATUS');
+      const from = peer.received.length;
+      card.set('STATUS', 0xffff_ffff);
+      const st = await peer.waitFor((m) => isStore(m, Reg.STATUS), from);
+      expect(Number((st as Store).body.value)).to.equal(status);
+      // ID is read-only and never written: its first store was its last.
+      card.set('ID', 0);
+      const id = await peer.waitFor((m) => isStore(m, Reg.ID), from);
+      expect(Number((id as Store).body.value)).to.equal(0x1f0c0001);
+    });
+  });
+
   describe('bad input from the gateway', function () {
+    for (const [what, shadow, error, logged] of [
+      ['a BAR the card does not have', [{ bar: 1, offset: 0n, size: 4n }], 'NO_DEVICE', 'region 0: the device has no BAR 1'],
+      ['a region past the end of BAR0', [...SHADOW, { bar: 0, offset: 0xfff0n, size: 0x20n }], 'NO_DEVICE', 'region 2: 0x20 bytes at 0xfff0 leave BAR 0'],
+      ['a misaligned region', [{ bar: 0, offset: 2n, size: 4n }], 'INVALID', 'region 0 (BAR 0, 0x4 bytes at 0x2) is not whole aligned dwords'],
+      ['overlapping regions', [SHADOW[0], { bar: 0, offset: 0x20n, size: 0x40n }], 'INVALID', 'regions 0 and 1 overlap'],
+      ['more than 64 KiB', [{ bar: 2, offset: 0n, size: 0x10004n }], 'INVALID', 'more than 65536 bytes'],
+    ] as [string, Region[], ErrName, string][]) {
+      it(`a shadow list with ${what}: ERROR ${error}, closed with a logged reason, QEMU runs`, async function () {
+        const from = peer.received.length;
+        const closes = peer.closes;
+        peer.options.shadow = shadow;
+        try {
+          peer.drop();
+          const e = await peer.waitFor((m) => m.cmd === 'ERROR' && !m.reply, from);
+          expect(e.error).to.equal(error);
+          await qemu.logged(`shadow list is refused: ${logged}`);
+          const deadline = Date.now() + 5000;
+          while (peer.closes < closes + 2) {
+            if (Date.now() > deadline) throw new Error('the bridge did not close the session');
+            await sleep(10);
+          }
+          expect((await qemu.qmp.execute<{ status: string }>('query-status')).status).to.equal('running');
+        } finally {
+          await reconnectWith(peer, []);
+        }
+        expect(await card.reg('ID'), 'the next session works').to.equal(0x1f0c0001);
+      });
+    }
+
     it('an undefined command: ERROR UNKNOWN_CMD, and the session goes on', async function () {
+      const from = peer.received.length;
       const id = peer.peekId();
       peer.skipIds(1);
       const hdr = Buffer.alloc(HEADER_SIZE);
@@ -678,12 +867,13 @@ describe('pciem-bridge: the QEMU side of the gateway (with a test peer)', functi
       hdr.writeUInt32LE(id, 4);
       hdr.writeUInt16LE(0x7777, 8);
       peer.sendRaw(Buffer.concat([hdr, Buffer.from([0x80])]));
-      const e = await peer.waitFor((m) => m.cmd === 'ERROR' && !m.reply && m.body.ref_id === id);
+      const e = await peer.waitFor((m) => m.cmd === 'ERROR' && !m.reply && m.body.ref_id === id, from);
       expect(e.error).to.equal('UNKNOWN_CMD');
       expect(await card.reg('ID')).to.equal(0x1f0c0001);
     });
 
     it('a body missing a field: a failed reply MISSING', async function () {
+      const from = peer.received.length;
       const id = peer.peekId();
       peer.skipIds(1);
       // {bar: 0, offset: 0}: MMIO_READ without its size.
@@ -693,7 +883,7 @@ describe('pciem-bridge: the QEMU side of the gateway (with a test peer)', functi
       hdr.writeUInt32LE(id, 4);
       hdr.writeUInt16LE(0x0020, 8);
       peer.sendRaw(Buffer.concat([hdr, body]));
-      const r = await peer.waitFor((m) => m.reply && m.id === id);
+      const r = await peer.waitFor((m) => m.reply && m.id === id, from);
       expect(r.cmd).to.equal('MMIO_READ');
       expect(r.error).to.equal('MISSING');
     });
