@@ -1272,9 +1272,9 @@ static void bridge_shadow_read(PCIemBridge *b)
 /*
  * Brings the host's copy of the shadowed registers up to date: a posted
  * MMIO_WRITE for every dword that changed since it was last sent, or
- * whose copy the host may not have (see shadow_stale), all written at once. The reads come first:
- * whatever the model sends while being read goes out whole, before the
- * stores take their ids.
+ * whose copy the host may not have (shadow_stale), all written at once.
+ * The reads come first: whatever the model sends while being read goes
+ * out whole, before the stores take their ids.
  */
 static void bridge_shadow_push(PCIemBridge *b, const char *why)
 {
