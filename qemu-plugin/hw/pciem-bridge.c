@@ -19,6 +19,10 @@
  *     the MSI-X table and PBA, which the host side owns.
  *   - Requests from the gateway (MMIO, config, reset, stats) are handled one
  *     after the other in arrival order, from the chardev's read handler.
+ *   - Shadowed registers (the DEVICE reply's list): the host serves driver
+ *     reads there from its BAR memory; the bridge stores every dword that
+ *     changed there (posted MMIO_WRITE) before each reply and interrupt,
+ *     after requests and after the model's own work.
  *   - Interrupts: the device's MSI hooks and the root bus's INTx line become
  *     MSI and INTX messages.
  *   - DMA: a lowest-priority I/O region under the whole of the machine's
