@@ -56,7 +56,7 @@ Runs until SIGINT or SIGTERM; then every card leaves the host.
       if (v.device !== undefined) description = loadDescription(v.device as string);
       const log = createLogger({ level: level as Level });
       const backend = new PciemBackend({ ...(v.pciem !== undefined ? { path: v.pciem as string } : {}), readTimeoutMs: timeout });
-      const server = new GatewayServer({ backend, log, name: `${PROG} 0.1.0`, ...(description ? { description: description.device } : {}) });
+      const server = new GatewayServer({ backend, log, name: `${PROG} 0.1.0`, ...(description ? { description } : {}) });
       await server.listen((v.socket as string | undefined) ?? DEFAULT_SOCKET);
       await new Promise<void>((resolve) => {
         const stop = (sig: string): void => {

@@ -5,7 +5,7 @@
 // same codec rules, with readable defaults; gateway/devices/ has examples.
 import { readFileSync } from 'node:fs';
 import { PciemError } from './errors.js';
-import { encodeFrame, messageFromJson, type DeviceRequest } from '../../proto/generated/wire.js';
+import { encodeFrame, messageFromJson, type DeviceRequest, type Region } from '../../proto/generated/wire.js';
 
 export interface QemuModel {
   /** The QEMU device type (-device TYPE). */
@@ -16,6 +16,13 @@ export interface QemuModel {
 
 export interface Description {
   device: DeviceRequest;
+  /**
+   * Registers the model keeps current in the host's BAR memory (sent to it
+   * in the DEVICE reply): driver reads there are served at once, never
+   * waiting for the model — what an interrupt handler's status reads need.
+   * Only registers a read has no side effect on belong here.
+   */
+  shadow: Region[];
   qemu: QemuModel | null;
   /** Where it came from, for messages. */
   source: string;
@@ -50,7 +57,7 @@ function normalise(v: unknown, key: string): unknown {
 /** Checks a description object (parsed JSON). */
 export function parseDescription(json: unknown, source = 'description'): Description {
   if (typeof json !== 'object' || json === null || Array.isArray(json)) throw bad(source, 'must be a JSON object');
-  const { qemu, $comment, ...rest } = json as Record<string, unknown>;
+  const { qemu, shadow, $comment, ...rest } = json as Record<string, unknown>;
   void $comment;
   for (const k of REQUIRED) if (!(k in rest)) throw bad(source, `'${k}' is missing (required: ${REQUIRED.join(', ')})`);
   const body = normalise({ ...DEFAULTS, ...rest }, '') as Record<string, unknown>;
@@ -63,6 +70,7 @@ export function parseDescription(json: unknown, source = 'description'): Descrip
     if (e instanceof PciemError) throw bad(source, e.message.replace(/^DEVICE[.:] ?/, ''));
     throw e;
   }
+  const shadowed = parseShadow(shadow, device, source);
   let model: QemuModel | null = null;
   if (qemu !== undefined) {
     if (typeof qemu !== 'object' || qemu === null || Array.isArray(qemu)) throw bad(source, "'qemu' must be an object: { \"device\": TYPE, \"properties\": {...} }");
@@ -79,7 +87,38 @@ export function parseDescription(json: unknown, source = 'description'): Descrip
     }
     model = { device: q.device, properties: props as QemuModel['properties'] };
   }
-  return { device, qemu: model, source };
+  return { device, shadow: shadowed, qemu: model, source };
+}
+
+function num(v: unknown): bigint | null {
+  if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) return BigInt(v);
+  if (typeof v === 'string' && /^0x[0-9a-f]+$/i.test(v)) return BigInt(v);
+  return null;
+}
+
+/** The shadow list: whole dwords inside described BARs, apart from what the model answers itself. */
+function parseShadow(v: unknown, device: DeviceRequest, source: string): Region[] {
+  if (v === undefined) return [];
+  if (!Array.isArray(v)) throw bad(source, "'shadow' must be an array of { bar, offset, size }");
+  if (v.length > 16) throw bad(source, `shadow: ${v.length} regions; at most 16`);
+  return v.map((r: unknown, i): Region => {
+    const where = `shadow[${i}]`;
+    if (typeof r !== 'object' || r === null || Array.isArray(r)) throw bad(source, `${where}: must be { bar, offset, size }`);
+    const o = r as Record<string, unknown>;
+    for (const k of Object.keys(o)) if (!['bar', 'offset', 'size'].includes(k)) throw bad(source, `${where}: no field '${k}'`);
+    const bar = num(o.bar);
+    const offset = num(o.offset);
+    const size = num(o.size);
+    if (bar === null || offset === null || size === null) throw bad(source, `${where}: bar, offset and size are whole numbers (or "0x..." strings)`);
+    const b = device.bars.find((x) => BigInt(x.index) === bar);
+    if (!b) throw bad(source, `${where}: BAR ${bar} is not described`);
+    if (offset % 4n || size % 4n || size === 0n) throw bad(source, `${where}: offset and size must be multiples of 4 (whole registers), size at least 4`);
+    if (offset + size > b.size) throw bad(source, `${where}: ends at 0x${(offset + size).toString(16)}, past BAR ${bar}'s 0x${b.size.toString(16)} bytes`);
+    const region = { bar: Number(bar), offset, size };
+    const clash = device.read_via_model.find((x) => x.bar === region.bar && x.offset < offset + size && offset < x.offset + x.size);
+    if (clash) throw bad(source, `${where}: overlaps a read_via_model region (a register is either answered by the model or shadowed, not both)`);
+    return region;
+  });
 }
 
 /** Reads and checks a description file. */

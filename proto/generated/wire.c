@@ -1228,6 +1228,70 @@ static int wire_enc_device(msgpack_packer *pk, const struct pciem_wire_device *b
 	return 0;
 }
 
+static int wire_dec_device_reply(const msgpack_object *o, struct pciem_wire_device_reply *b)
+{
+	uint32_t i, seen = 0;
+	uint32_t j;
+	int rc;
+
+	if (o->type != MSGPACK_OBJECT_MAP)
+		return -PCIEM_WIRE_ERR_TYPE;
+	for (i = 0; i < o->via.map.size; i++) {
+		const msgpack_object *k = &o->via.map.ptr[i].key;
+		const msgpack_object *v = &o->via.map.ptr[i].val;
+
+		if (wire_key_is(k, "shadow")) {
+			if (v->type != MSGPACK_OBJECT_ARRAY)
+				return -PCIEM_WIRE_ERR_TYPE;
+			if (v->via.array.size > PCIEM_WIRE_REGIONS_MAX)
+				return -PCIEM_WIRE_ERR_TOO_BIG;
+			for (j = 0; j < v->via.array.size; j++) {
+				rc = wire_dec_region(&v->via.array.ptr[j], &b->shadow[j]);
+				if (rc)
+					return rc;
+			}
+			b->n_shadow = v->via.array.size;
+			seen |= 1u << 0;
+		} else {
+			return -PCIEM_WIRE_ERR_EXTRA;
+		}
+	}
+	if (seen != 0x1u)
+		return -PCIEM_WIRE_ERR_MISSING;
+	return 0;
+}
+
+static int wire_chk_device_reply(const struct pciem_wire_device_reply *b)
+{
+	uint32_t i;
+	int rc;
+
+	if (b->n_shadow > PCIEM_WIRE_REGIONS_MAX)
+		return -PCIEM_WIRE_ERR_TOO_BIG;
+	for (i = 0; i < b->n_shadow; i++) {
+		rc = wire_chk_region(&b->shadow[i]);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static int wire_enc_device_reply(msgpack_packer *pk, const struct pciem_wire_device_reply *b)
+{
+	uint32_t i;
+
+	if (msgpack_pack_map(pk, 1))
+		return -PCIEM_WIRE_ERR_IO;
+	if (wire_put_key(pk, "shadow"))
+		return -PCIEM_WIRE_ERR_IO;
+	if (msgpack_pack_array(pk, b->n_shadow))
+		return -PCIEM_WIRE_ERR_IO;
+	for (i = 0; i < b->n_shadow; i++)
+		if (wire_enc_region(pk, &b->shadow[i]))
+			return -PCIEM_WIRE_ERR_IO;
+	return 0;
+}
+
 static int wire_dec_reset(const msgpack_object *o, struct pciem_wire_reset *b)
 {
 	uint32_t i, seen = 0;
@@ -1915,7 +1979,7 @@ static int wire_dec_body(const msgpack_object *o, struct pciem_wire_msg *m)
 		case PCIEM_WIRE_CMD_STATS:
 			return wire_dec_stats_reply(o, &m->body.stats_reply);
 		case PCIEM_WIRE_CMD_DEVICE:
-			return wire_dec_empty(o);
+			return wire_dec_device_reply(o, &m->body.device_reply);
 		case PCIEM_WIRE_CMD_RESET:
 			return wire_dec_empty(o);
 		case PCIEM_WIRE_CMD_MMIO_READ:
@@ -1975,7 +2039,7 @@ static int wire_chk_body(const struct pciem_wire_msg *m)
 		case PCIEM_WIRE_CMD_STATS:
 			return wire_chk_stats_reply(&m->body.stats_reply);
 		case PCIEM_WIRE_CMD_DEVICE:
-			return 0;
+			return wire_chk_device_reply(&m->body.device_reply);
 		case PCIEM_WIRE_CMD_RESET:
 			return 0;
 		case PCIEM_WIRE_CMD_MMIO_READ:
@@ -2035,7 +2099,7 @@ static int wire_enc_body(msgpack_packer *pk, const struct pciem_wire_msg *m)
 		case PCIEM_WIRE_CMD_STATS:
 			return wire_enc_stats_reply(pk, &m->body.stats_reply);
 		case PCIEM_WIRE_CMD_DEVICE:
-			return msgpack_pack_map(pk, 0) ? -PCIEM_WIRE_ERR_IO : 0;
+			return wire_enc_device_reply(pk, &m->body.device_reply);
 		case PCIEM_WIRE_CMD_RESET:
 			return msgpack_pack_map(pk, 0) ? -PCIEM_WIRE_ERR_IO : 0;
 		case PCIEM_WIRE_CMD_MMIO_READ:

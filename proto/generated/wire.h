@@ -295,6 +295,12 @@ struct pciem_wire_device {
 	struct pciem_wire_region read_via_model[PCIEM_WIRE_REGIONS_MAX];
 };
 
+/* The reply to DEVICE. */
+struct pciem_wire_device_reply {
+	uint32_t n_shadow;
+	struct pciem_wire_region shadow[PCIEM_WIRE_REGIONS_MAX];
+};
+
 /*
  * RESET request: the host reset the card: the model resets its state and
  * replies when done
@@ -406,6 +412,7 @@ struct pciem_wire_msg {
 		struct pciem_wire_error error;
 		struct pciem_wire_stats_reply stats_reply;
 		struct pciem_wire_device device;
+		struct pciem_wire_device_reply device_reply;
 		struct pciem_wire_reset reset;
 		struct pciem_wire_mmio_read mmio_read;
 		struct pciem_wire_mmio_read_reply mmio_read_reply;

@@ -262,6 +262,12 @@ export type DeviceRequest = {
   read_via_model: Region[];
 };
 
+/** The reply to DEVICE. */
+export type DeviceReply = {
+  /** registers the model keeps current in the host's BAR memory (MMIO_WRITE stores), because driver reads there are served from it: plain registers, read without side effects; empty when the gateway relays every read it needs */
+  shadow: Region[];
+};
+
 /** RESET request: the host reset the card: the model resets its state and replies when done */
 export type ResetRequest = {
   /** which reset */
@@ -364,7 +370,7 @@ export type Message =
   | { cmd: 'STATS'; id: number; reply: false; posted: false; error: 'NONE'; body: EmptyBody }
   | { cmd: 'STATS'; id: number; reply: true; posted: false; error: 'NONE'; body: StatsReply }
   | { cmd: 'DEVICE'; id: number; reply: false; posted: false; error: 'NONE'; body: DeviceRequest }
-  | { cmd: 'DEVICE'; id: number; reply: true; posted: false; error: 'NONE'; body: EmptyBody }
+  | { cmd: 'DEVICE'; id: number; reply: true; posted: false; error: 'NONE'; body: DeviceReply }
   | { cmd: 'RESET'; id: number; reply: false; posted: false; error: 'NONE'; body: ResetRequest }
   | { cmd: 'RESET'; id: number; reply: true; posted: false; error: 'NONE'; body: EmptyBody }
   | { cmd: 'MMIO_READ'; id: number; reply: false; posted: false; error: 'NONE'; body: MmioReadRequest }
@@ -539,7 +545,18 @@ export const PROTOCOL: ProtocolDesc = {
           { rule: 'within_bar', regions: 'read_via_model', bars: 'bars' },
         ],
       },
-      response: { name: 'DEVICE reply', fields: [], rules: [] },
+      response: {
+        name: 'DEVICE reply',
+        fields: [
+          {
+            key: 'shadow',
+            kind: 'array',
+            maxLen: 16,
+            item: REGION_BODY,
+          },
+        ],
+        rules: [],
+      },
     },
     {
       name: 'RESET',

@@ -37,7 +37,7 @@ export function qemuBinary(): string {
 export async function startRig(binary = qemuBinary()): Promise<CardRig> {
   const dir = mkdtempSync(join(tmpdir(), 'pciem-rig-'));
   const backend = new FakeBackend(5000);
-  const server = new GatewayServer({ backend, description: loadDescription(join(repoRoot, 'gateway/devices/protopciem.json')).device });
+  const server = new GatewayServer({ backend, description: loadDescription(join(repoRoot, 'gateway/devices/protopciem.json')) });
   await server.listen(join(dir, 'gw.sock'));
   const ready = server.nextDevice(60_000);
   const made = backend.nextDevice(60_000);

@@ -97,6 +97,8 @@ describe('device descriptions', function () {
     expect(d.device).to.include({ vendor_id: 0x1f0c, device_id: 0x0001, class_code: 0x0b0000, msi_vectors: 1 });
     expect(d.device.bars).to.deep.equal([{ index: 0, size: 0x10000n, flags: 4 }, { index: 2, size: 0x100000n, flags: 12 }]);
     expect(d.qemu).to.deep.equal({ device: 'protopciem', properties: { msi: 'on' } });
+    expect(d.shadow).to.deep.equal([{ bar: 0, offset: 0n, size: 0x40n }, { bar: 0, offset: 0x1000n, size: 0x40n }]);
+    expect(d.device.read_via_model).to.deep.equal([{ bar: 2, offset: 0n, size: 0x100000n }]);
   });
 
   it('fills the optional fields with defaults', function () {
@@ -122,6 +124,12 @@ describe('device descriptions', function () {
       [{ ...BASE, read_via_model: [{ bar: 0, offset: '0xfff0', size: '0x20' }] }, /read_via_model/],
       [{ ...BASE, colour: 'red' }, /no field 'colour'/],
       [{ ...BASE, qemu: 'protopciem' }, /'qemu' must be an object/],
+      [{ ...BASE, shadow: {} }, /'shadow' must be an array/],
+      [{ ...BASE, shadow: [{ bar: 1, offset: 0, size: 4 }] }, /shadow\[0\]: BAR 1 is not described/],
+      [{ ...BASE, shadow: [{ bar: 0, offset: 2, size: 4 }] }, /shadow\[0\]: offset and size must be multiples of 4/],
+      [{ ...BASE, shadow: [{ bar: 0, offset: '0xfff0', size: '0x20' }] }, /shadow\[0\]: ends at 0x10010, past BAR 0/],
+      [{ ...BASE, shadow: [{ bar: 0, offset: 0, size: 8, colour: 1 }] }, /shadow\[0\]: no field 'colour'/],
+      [{ ...BASE, read_via_model: [{ bar: 0, offset: 0, size: 16 }], shadow: [{ bar: 0, offset: 8, size: 8 }] }, /overlaps a read_via_model region/],
       [{ ...BASE, qemu: { device: 'bad device' } }, /qemu\.device/],
       [{ ...BASE, qemu: { device: 'x', properties: { msi: 'on,x=1' } } }, /qemu\.properties\.msi/],
       [{ ...BASE, qemu: { device: 'x', extra: 1 } }, /qemu: no field 'extra'/],

@@ -223,8 +223,8 @@ describe('gateway relay (FakeHost, no kernel, no QEMU)', function () {
     });
   });
 
-  it('with a description, a model that is not the described card is refused (INVALID) and the described regions apply', async function () {
-    const described = new GatewayServer({ backend, description: { ...CARD, traced: [{ bar: 0, offset: 0n, size: 0x10n }] } });
+  it('with a description, a model that is not the described card is refused (INVALID); the described regions apply and the reply carries the shadow list', async function () {
+    const described = new GatewayServer({ backend, description: { device: { ...CARD, traced: [{ bar: 0, offset: 0n, size: 0x10n }] }, shadow: [{ bar: 0, offset: 0x10n, size: 0x20n }] } });
     const path = join(dir, 'described.sock');
     await described.listen(path);
     const other = await ModelPeer.connect(path);
@@ -234,7 +234,9 @@ describe('gateway relay (FakeHost, no kernel, no QEMU)', function () {
       expect(r.error).to.equal('INVALID');
       expect((r.body as { message: string }).message).to.match(/device_id 0x0002, the description says 0x0001/);
       const made = backend.nextDevice();
-      expect((await other.device()).error).to.equal('NONE');
+      const ok = await other.device();
+      expect(ok.error).to.equal('NONE');
+      expect(ok.body).to.deep.equal({ shadow: [{ bar: 0, offset: 0x10n, size: 0x20n }] });
       const host = await made;
       expect(host.desc.traced).to.deep.equal([{ bar: 0, offset: 0n, size: 0x10n }]);
     } finally {

@@ -6,9 +6,8 @@ import { lstatSync, unlinkSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { PciemError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
-import type { DeviceRequest } from '../../../proto/generated/wire.js';
 import type { HostBackend } from './host.js';
-import { ModelSession } from './session.js';
+import { ModelSession, type DeviceDescription } from './session.js';
 
 export interface GatewayServerOptions {
   backend: HostBackend;
@@ -16,7 +15,7 @@ export interface GatewayServerOptions {
   name?: string;
   requestTimeoutMs?: number;
   /** The card every model must announce (see SessionOptions.description). */
-  description?: DeviceRequest;
+  description?: DeviceDescription;
 }
 
 export class GatewayServer extends EventEmitter {

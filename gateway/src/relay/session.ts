@@ -10,7 +10,7 @@ import { silentLogger, type Logger } from '../log.js';
 import { FrameReader, type FrameResult } from '../proto/frames.js';
 import {
   Cmd, ERR_CODES, Flag, Role, VERSION_MAX, VERSION_MIN, encodeFrame, wireError,
-  type CmdName, type DeviceRequest, type FailureName, type Message, type MessageOf, type RawHeader, type ResetKind, type StatsReply,
+  type CmdName, type DeviceRequest, type FailureName, type Region, type Message, type MessageOf, type RawHeader, type ResetKind, type StatsReply,
 } from '../../../proto/generated/wire.js';
 import { mismatch } from '../description.js';
 import { capabilityList, sizeMask, translateConfig, type HostBackend, type HostDevice, type HostSink } from './host.js';
@@ -29,7 +29,17 @@ export interface SessionOptions {
    * identity or BARs differ is refused (INVALID); the description's traced
    * and read-via-model regions replace the model's.
    */
-  description?: DeviceRequest;
+  description?: DeviceDescription;
+}
+
+/**
+ * What a device description gives a session: the card (DEVICE's fields)
+ * and the registers the model keeps current in BAR memory (the DEVICE
+ * reply's shadow list).
+ */
+export interface DeviceDescription {
+  device: DeviceRequest;
+  shadow: Region[];
 }
 
 type Request = Extract<Message, { reply: false }>;
@@ -400,7 +410,7 @@ export class ModelSession extends EventEmitter {
       return;
     }
     let want = m.body;
-    const desc = this.opts.description;
+    const desc = this.opts.description?.device;
     if (desc) {
       const why = mismatch(desc, m.body);
       if (why !== null) {
@@ -424,7 +434,7 @@ export class ModelSession extends EventEmitter {
     this.host = host;
     this.deviceName = m.body.name;
     this.state = 'running';
-    this.reply(m, {});
+    this.reply(m, { shadow: this.opts.description?.shadow ?? [] });
     void this.startHost(host);
   }
 

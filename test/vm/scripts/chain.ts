@@ -64,7 +64,7 @@ export interface Chain {
 /** pciem.ko must be loaded; loads protopciem.ko (PROTOPCIEM_KO) once the card is there. */
 export async function startChain(): Promise<Chain> {
   const desc = loadDescription('gateway/devices/protopciem.json');
-  const server = new GatewayServer({ backend: new PciemBackend({ readTimeoutMs: 2000 }), description: desc.device, log: createLogger({ level: 'info' }) });
+  const server = new GatewayServer({ backend: new PciemBackend({ readTimeoutMs: 2000 }), description: desc, log: createLogger({ level: 'info' }) });
   await server.listen('/tmp/gw.sock');
   step('gateway listening');
   const qemu = spawn(env('QEMU'), [
