@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <linux/protopciem.h>
@@ -34,6 +35,8 @@ static void usage(FILE *f)
 		"                          P6 PPM of that size) from frame buffer BUFFER (0/1)\n"
 		"  cmdbuf FILE             submit a command buffer (docs/protopciem.md)\n"
 		"  pattern SEED            write a 640x480 RGB888 test frame to stdout\n"
+		"  bench N                 N ADD commands one after the other; prints the\n"
+		"                          round trip (doorbell to interrupt and result) p50/p99\n"
 		"\n"
 		"  -d DEVICE               the card's node (default /dev/protopciem)\n"
 		"  -h                      this text\n");
@@ -217,6 +220,63 @@ static int cmd_cmdbuf(int argc, char **argv)
 	return 0;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* N ARITH round trips, timed one by one: {"n":N,"p50_us":...,"p99_us":...}. */
+static int cmd_bench(int argc, char **argv)
+{
+	struct protopciem_arith a = { .argsz = sizeof(a), .op = PROTOPCIEM_ARITH_ADD };
+	unsigned long n, i;
+	uint64_t *t;
+	char *end;
+	int fd;
+
+	if (argc != 2) {
+		usage(stderr);
+		return 2;
+	}
+	n = strtoul(argv[1], &end, 0);
+	if (*end || end == argv[1] || n < 1 || n > 10000000) {
+		fprintf(stderr, "ppctl: bench: '%s' is not a count from 1 to 10000000\n", argv[1]);
+		return 2;
+	}
+	t = calloc(n, sizeof(*t));
+	if (!t)
+		return fail("calloc");
+	fd = open_card();
+	if (fd < 0) {
+		free(t);
+		return 1;
+	}
+	for (i = 0; i < n; i++) {
+		struct timespec t0, t1;
+
+		a.operand = i;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		if (ioctl(fd, PROTOPCIEM_IOCTL_ARITH, &a)) {
+			free(t);
+			return fail("ARITH");
+		}
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		if (a.result != 2 * (uint64_t)i) {
+			fprintf(stderr, "ppctl: bench: ADD %lu gave %llu\n", i, (unsigned long long)a.result);
+			free(t);
+			return 1;
+		}
+		t[i] = (t1.tv_sec - t0.tv_sec) * 1000000000ull + t1.tv_nsec - t0.tv_nsec;
+	}
+	qsort(t, n, sizeof(*t), cmp_u64);
+	printf("{\"n\": %lu, \"p50_us\": %.1f, \"p99_us\": %.1f}\n", n, t[n / 2] / 1e3, t[(n * 99) / 100] / 1e3);
+	free(t);
+	close(fd);
+	return 0;
+}
+
 /* A frame every pixel of which depends on SEED and its position. */
 static int cmd_pattern(int argc, char **argv)
 {
@@ -278,6 +338,8 @@ int main(int argc, char **argv)
 		return cmd_cmdbuf(argc, argv);
 	if (!strcmp(argv[0], "pattern"))
 		return cmd_pattern(argc, argv);
+	if (!strcmp(argv[0], "bench"))
+		return cmd_bench(argc, argv);
 	fprintf(stderr, "ppctl: unknown command '%s'\n", argv[0]);
 	usage(stderr);
 	return 2;
