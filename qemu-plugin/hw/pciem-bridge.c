@@ -142,6 +142,7 @@ struct PCIemBridge {
     CharBackend chr;
     Error *unplug_blocker;
     QEMUBH *bh;
+    bool bh_scheduled;  /* bh queued and not run yet: no second notify */
     MemReentrancyGuard bh_guard;
 
     /* The card, as DEVICE describes it */
@@ -320,6 +321,21 @@ static bool bridge_read_ready(PCIemBridge *b)
  * input, or with @want_out room for output; input is read and parsed
  * (requests are queued, never handled here).
  */
+
+/*
+ * Runs the bottom half once the current model work is over. Called on
+ * every DMA access: scheduling an already queued bh would still wake the
+ * main loop (an eventfd write per 8-byte access), so only the first call
+ * of a run schedules it.
+ */
+static void bridge_kick(PCIemBridge *b)
+{
+    if (!b->bh_scheduled) {
+        b->bh_scheduled = true;
+        qemu_bh_schedule(b->bh);
+    }
+}
+
 static BridgePoll bridge_poll(PCIemBridge *b, bool want_out, int64_t deadline)
 {
     unsigned gen = b->generation;
@@ -353,7 +369,7 @@ static BridgePoll bridge_poll(PCIemBridge *b, bool want_out, int64_t deadline)
         }
         bridge_parse(b);
         /* Whatever got queued runs once the current access is over. */
-        qemu_bh_schedule(b->bh);
+        bridge_kick(b);
     }
     return b->generation == gen ? BRIDGE_POLL_OK : BRIDGE_POLL_GONE;
 }
@@ -705,7 +721,7 @@ static MemTxResult bridge_dma_read(void *opaque, hwaddr addr, uint64_t *data,
     MemTxResult r;
 
     /* The cache, and what failed, live until the model's work is over. */
-    qemu_bh_schedule(b->bh);
+    bridge_kick(b);
     if (!bridge_cache_hit(b, addr, size)) {
         /* Invariant 3: the host sees the model's writes before its reads. */
         if (!bridge_flush_writes(b)) {
@@ -745,7 +761,7 @@ static MemTxResult bridge_dma_write(void *opaque, hwaddr addr, uint64_t data,
         bridge_cache_invalidate(b);
     }
     /* Writes never linger: they go out when the model's work is over. */
-    qemu_bh_schedule(b->bh);
+    bridge_kick(b);
     return MEMTX_OK;
 }
 
@@ -803,7 +819,7 @@ static void bridge_msi_trigger(PCIDevice *pdev, MSIMessage msg)
         return;
     }
     /* The model may go on changing registers after the interrupt. */
-    qemu_bh_schedule(b->bh);
+    bridge_kick(b);
     bridge_msg_init(&m, PCIEM_WIRE_CMD_MSI, PCIEM_WIRE_FLAG_POSTED);
     m.body.msi.kind = msg.address;
     m.body.msi.vector = msg.data;
@@ -838,7 +854,7 @@ static void bridge_set_irq(void *opaque, int irq_num, int level)
     trace_pciem_bridge_intx(level);
     b->intx_level = level;
     if (b->state == BRIDGE_READY && b->intx_sent != b->intx_level) {
-        qemu_bh_schedule(b->bh);
+        bridge_kick(b);
         bridge_send_intx(b);
     }
 }
@@ -1540,7 +1556,7 @@ static void bridge_parse(PCIemBridge *b)
             error_report("%s: frame header with a %u-byte body (at most %u): "
                          "closing the connection", bridge_id(b), hdr.size,
                          PCIEM_WIRE_MAX_BODY);
-            qemu_bh_schedule(b->bh);
+            bridge_kick(b);
             break;
         }
         len = PCIEM_WIRE_HEADER_SIZE + (size_t)hdr.size;
@@ -1632,6 +1648,7 @@ static void bridge_bh(void *opaque)
 {
     PCIemBridge *b = opaque;
 
+    b->bh_scheduled = false;
     if (b->state != BRIDGE_DOWN) {
         bridge_flush_writes(b);
         bridge_shadow_push(b, "model");
@@ -1720,7 +1737,7 @@ static void bridge_chr_event(void *opaque, QEMUChrEvent event)
         bridge_set_state(b, BRIDGE_DOWN);
         b->generation++;
         b->fd = -1;
-        qemu_bh_schedule(b->bh);
+        bridge_kick(b);
         break;
     default:
         break;
