@@ -28,6 +28,8 @@
 #include "qemu/main-loop.h"
 #include "qemu/module.h"
 #include "qapi/error.h"
+#include "chardev/char-fe.h"
+#include "hw/qdev-properties-system.h"
 #include "hw/pci/msi.h"
 #include "hw/pci/pci_device.h"
 #include "hw/qdev-properties.h"
@@ -72,6 +74,7 @@ struct ProtoPCIemState {
     /* Properties */
     uint32_t queue_depth;
     OnOffAuto msi;
+    CharBackend frame_log;      /* one line per DMA_FRAME shown */
 
     MemoryRegion regs;
     MemoryRegion mem;
@@ -105,6 +108,7 @@ struct ProtoPCIemState {
     QemuConsole *con;
     bool fb_dirty;
     uint8_t *scratch;
+    uint64_t frames_shown;
 };
 
 static const char *const protopciem_cmd_names[] = PROTOPCIEM_CMD_NAMES;
@@ -373,6 +377,29 @@ static uint32_t protopciem_execute_cmdbuf(ProtoPCIemState *s,
     return res.error;
 }
 
+/*
+ * With the frame-log property: "N HASH" per frame DMA_FRAME put on the
+ * display (N from 0, HASH the FNV-1a 64 of its 921,600 bytes, 16 hex
+ * digits), so a test can check every frame that reached the display.
+ */
+static void protopciem_log_frame(ProtoPCIemState *s)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    char line[48];
+    size_t i;
+    int n;
+
+    if (!qemu_chr_fe_backend_connected(&s->frame_log)) {
+        return;
+    }
+    for (i = 0; i < PROTOPCIEM_FB_SIZE; i++) {
+        h = (h ^ s->fb[i]) * 0x100000001b3ULL;
+    }
+    n = snprintf(line, sizeof(line), "%" PRIu64 " %016" PRIx64 "\n",
+                 s->frames_shown++, h);
+    qemu_chr_fe_write_all(&s->frame_log, (const uint8_t *)line, n);
+}
+
 static uint32_t protopciem_dma_frame(ProtoPCIemState *s,
                                      const ProtoPCIemCommand *c)
 {
@@ -389,6 +416,7 @@ static uint32_t protopciem_dma_frame(ProtoPCIemState *s,
     if (!err) {
         memcpy(s->fb, s->scratch, PROTOPCIEM_FB_SIZE);
         protopciem_fb_changed(s);
+        protopciem_log_frame(s);
     }
     return err;
 }
@@ -934,6 +962,7 @@ static const Property protopciem_properties[] = {
     DEFINE_PROP_UINT32("queue-depth", ProtoPCIemState, queue_depth,
                        PROTOPCIEM_QUEUE_DEPTH_DEFAULT),
     DEFINE_PROP_ON_OFF_AUTO("msi", ProtoPCIemState, msi, ON_OFF_AUTO_AUTO),
+    DEFINE_PROP_CHR("frame-log", ProtoPCIemState, frame_log),
 };
 
 static void protopciem_class_init(ObjectClass *klass, void *data)

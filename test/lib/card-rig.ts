@@ -34,7 +34,14 @@ export function qemuBinary(): string {
   return execFileSync(join(repoRoot, 'qemu-plugin', 'build.sh'), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
 }
 
-export async function startRig(binary = qemuBinary()): Promise<CardRig> {
+export interface RigOptions {
+  binary?: string;
+  /** Have the model log every frame it shows ("N HASH" lines, the frame-log property) to this file. */
+  frameLog?: string;
+}
+
+export async function startRig(opts: RigOptions = {}): Promise<CardRig> {
+  const binary = opts.binary ?? qemuBinary();
   const dir = mkdtempSync(join(tmpdir(), 'pciem-rig-'));
   const backend = new FakeBackend(5000);
   const server = new GatewayServer({ backend, description: loadDescription(join(repoRoot, 'gateway/devices/protopciem.json')) });
@@ -44,7 +51,8 @@ export async function startRig(binary = qemuBinary()): Promise<CardRig> {
   let log = '';
   const qemu = spawn(binary, [
     '-machine', 'x-remote,vfio-user=off', '-nodefaults', '-display', 'none',
-    '-device', 'protopciem,id=card0,msi=on',
+    ...(opts.frameLog ? ['-chardev', `file,id=fl,path=${opts.frameLog}`] : []),
+    '-device', `protopciem,id=card0,msi=on${opts.frameLog ? ',frame-log=fl' : ''}`,
     '-chardev', `socket,id=gw,path=${join(dir, 'gw.sock')}`,
     '-object', 'pciem-bridge,id=br0,device=card0,chardev=gw',
     '-qmp', `unix:${join(dir, 'qmp.sock')},server=on,wait=off`,

@@ -6,6 +6,9 @@
 // command round-trips, 100,000 posted writes arrive in order, a
 // 921,600-byte frame arrives byte-exact on the display as bulk DMA.
 import { expect } from 'chai';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { Bits, Cmd, Const, Err, Reg } from '../../proto/generated/protopciem.js';
 import { startRig, type CardRig } from '../lib/card-rig.js';
 import { PROCESS_IOVA } from '../lib/proto-driver.js';
@@ -21,12 +24,16 @@ describe('gateway + QEMU card model, no kernel (FakeHost)', function () {
   this.timeout(120_000);
   let rig: CardRig;
 
+  let frameLog = '';
+
   before(async function () {
-    rig = await startRig();
+    frameLog = join(mkdtempSync(join(tmpdir(), 'pciem-framelog-')), 'frames.log');
+    rig = await startRig({ frameLog });
   });
 
   after(async function () {
     await rig?.close();
+    rmSync(dirname(frameLog), { recursive: true, force: true });
   });
 
   const screen = (): Promise<Buffer> => rig.screen();
@@ -102,6 +109,24 @@ describe('gateway + QEMU card model, no kernel (FakeHost)', function () {
     console.log(`      frame: ${reads} DMA_READ frames, doorbell -> MSI ${(c.us / 1000).toFixed(1)} ms`);
     expect(reads).to.be.within(1, 20);
     expect((await screen()).equals(Buffer.from(frame))).to.equal(true);
+  });
+
+  it('the frame-log property logs every frame DMA_FRAME shows: its number and FNV-1a 64 hash', async function () {
+    const fnv = (b: Uint8Array): string => {
+      let h = 0xcbf29ce484222325n;
+      for (const x of b) h = ((h ^ BigInt(x)) * 0x100000001b3n) & 0xffff_ffff_ffff_ffffn;
+      return h.toString(16).padStart(16, '0');
+    };
+    const before = readFileSync(frameLog, 'utf8').split('\n').filter(Boolean).length;
+    const want: string[] = [];
+    for (let k = 0; k < 3; k++) {
+      const f = rig.drv.frames.subarray(0, Const.FB_SIZE);
+      for (let i = 0; i < f.length; i += 997) f[i] = (k * 31 + i) & 0xff;
+      expect((await rig.drv.showFrame(0)).errorCode).to.equal(0);
+      want.push(`${before + k} ${fnv(f)}`);
+    }
+    const lines = readFileSync(frameLog, 'utf8').split('\n').filter(Boolean);
+    expect(lines.slice(before)).to.deep.equal(want);
   });
 
   it('P2P_READ and P2P_WRITE move bytes between host memory and the card memory (BAR2)', async function () {
