@@ -15,6 +15,10 @@ export interface VmOptions {
   append?: string;
   /** Boot with an Intel IOMMU (intel-iommu device, intel_iommu=on). */
   iommu?: boolean;
+  /** A host folder mounted read-write at the same path in the guest. */
+  share?: string;
+  /** Host 127.0.0.1 ports forwarded to guest TCP ports: [host, guest]. */
+  forward?: [number, number][];
   /** Directory the command runs in, inside the VM (default: the checkout). */
   cwd?: string;
   /** Copy the VM's output to this process's stderr as it arrives. */
@@ -42,6 +46,8 @@ export function vmArgs(argv: readonly string[], opts: VmOptions = {}): string[] 
   if (opts.cpus !== undefined) args.push('--cpus', String(opts.cpus));
   if (opts.append !== undefined) args.push('--append', opts.append);
   if (opts.iommu === true) args.push('--iommu');
+  if (opts.share !== undefined) args.push('--share', opts.share);
+  for (const [h, g] of opts.forward ?? []) args.push('--forward', `${h}:${g}`);
   args.push('--', ...argv);
   return args;
 }

@@ -18,7 +18,7 @@ describe('guests/vm/run input checks', function () {
     expect(r.harness).to.contain("unknown --kernel '5.10'").and.contain('6.12').and.contain('6.1');
   });
 
-  for (const [flag, value] of [['--timeout', 'soon'], ['--timeout', '0'], ['--memory', '2G'], ['--cpus', '-1'], ['--accel', 'hvf']] as const) {
+  for (const [flag, value] of [['--timeout', 'soon'], ['--timeout', '0'], ['--memory', '2G'], ['--cpus', '-1'], ['--accel', 'hvf'], ['--share', '/nonexistent-folder'], ['--share', '/tmp/a b'], ['--forward', '5900'], ['--forward', 'vnc:5900']] as const) {
     it(`refuses ${flag} ${value}`, async function () {
       const r = await runHarness([flag, value, '--', 'true']);
       expect(r.code).to.equal(125);

@@ -2,8 +2,10 @@
 // built from kernel/ loads into the 6.12 guest.
 import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { relative } from 'node:path';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
 import { kernelModule, kernelRelease, kernelVersions, repoRoot } from '../lib/paths.js';
 import { vmRun, vmRunScript } from '../lib/vm.js';
 
@@ -49,6 +51,33 @@ describe('VM harness (boots for real)', function () {
     const r = await vmRunScript('pwd; printf "<%s>" "$@"; echo hi > /usr/pciem-overlay-test && cat /usr/pciem-overlay-test');
     expect(r.code, r.harness).to.equal(0);
     expect(r.output).to.contain(repoRoot).and.contain('hi');
+  });
+
+  it('shares a host folder read-write (--share) and forwards a host port into the guest (--forward)', async function () {
+    const dir = mkdtempSync(join(tmpdir(), 'pciem-share-'));
+    try {
+      const port = 20000 + (process.pid % 20000);
+      const vm = vmRunScript(`echo from-guest > ${dir}/out
+timeout 60 node -e "const srv = require('net').createServer((s) => { s.end('hello from the guest'); srv.close(); }).listen(7777)"`, { share: dir, forward: [[port, 7777]], timeoutSec: 120 });
+      let got = '';
+      const deadline = Date.now() + 60_000;
+      while (!got && Date.now() < deadline) {
+        got = await new Promise<string>((resolve) => {
+          const s = connect(port, '127.0.0.1');
+          let data = '';
+          s.on('data', (b: Buffer) => (data += b.toString()));
+          s.on('end', () => resolve(data));
+          s.on('error', () => resolve(''));
+        });
+        if (!got) await new Promise((r) => setTimeout(r, 500));
+      }
+      const r = await vm;
+      expect(r.code, r.output + r.harness).to.equal(0);
+      expect(got).to.equal('hello from the guest');
+      expect(readFileSync(join(dir, 'out'), 'utf8')).to.equal('from-guest\n');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('streams large output byte-exact', async function () {
