@@ -8,7 +8,7 @@
 // Environment: QEMU, PCIEM_KO, PROTOPCIEM_KO, PPCTL, CARD, N.
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { drv, env, sh, startChain, step, stopChain, waitFor } from '../vm/scripts/chain.js';
+import { drv, env, sh, startChain, step, stopChain, waitFor } from '../../guests/demo/chain.js';
 
 const n = env('N');
 

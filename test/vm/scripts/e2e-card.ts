@@ -1,4 +1,4 @@
-// Runs inside the VM: the whole chain for the ProtoPCIem card (chain.ts),
+// Runs inside the VM: the whole chain for the ProtoPCIem card (guests/demo/chain.ts),
 // then the driver's paths through all of it (ppctl): arithmetic, a command
 // buffer, a frame checked in a QMP screendump. Prints one JSON line of
 // results; test/vm/e2e.test.ts checks them.
@@ -6,7 +6,7 @@
 // Environment: QEMU, PCIEM_KO, PROTOPCIEM_KO, PPCTL (paths).
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { Qmp } from '../../lib/qmp.js';
-import { cardInSysfs, drv, env, sh, startChain, step, stopChain } from './chain.js';
+import { cardInSysfs, drv, env, sh, startChain, step, stopChain } from '../../../guests/demo/chain.js';
 
 const result: Record<string, unknown> = {};
 const ppctl = async (...args: string[]): Promise<string> => (await drv(env('PPCTL'), args)).trim();

@@ -1,8 +1,10 @@
-// Inside the VM: brings up the whole chain for the ProtoPCIem card —
+// Inside the host VM: brings up the whole chain for the ProtoPCIem card —
 // pciem.ko, the gateway (in this process: GatewayServer on PciemBackend with
 // the shipped description), QEMU with the card model and the pciem-bridge,
 // and protopciem.ko bound to the card — and takes it down again. Used by
-// e2e-card.ts (the end-to-end test) and test/bench/doorbell-vm.ts.
+// the demo (demo.ts), the end-to-end tests (test/vm/scripts/) and
+// test/bench/doorbell-vm.ts. QMP goes through the tests' minimal client
+// until the gateway has its own (the control-plane issue).
 //
 // Anything that makes the driver touch the card must not block this
 // process: the gateway answering the driver's reads runs on its event loop
@@ -10,12 +12,12 @@
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { promisify } from 'node:util';
-import { loadDescription } from '../../../gateway/src/description.js';
-import { createLogger } from '../../../gateway/src/log.js';
-import { PciemBackend } from '../../../gateway/src/relay/pciem-host.js';
-import { GatewayServer } from '../../../gateway/src/relay/server.js';
-import type { ModelSession } from '../../../gateway/src/relay/session.js';
-import { Qmp } from '../../lib/qmp.js';
+import { loadDescription } from '../../gateway/src/description.js';
+import { createLogger } from '../../gateway/src/log.js';
+import { PciemBackend } from '../../gateway/src/relay/pciem-host.js';
+import { GatewayServer } from '../../gateway/src/relay/server.js';
+import type { ModelSession } from '../../gateway/src/relay/session.js';
+import { Qmp } from '../../test/lib/qmp.js';
 
 export const env = (k: string): string => {
   const v = process.env[k];
@@ -61,15 +63,23 @@ export interface Chain {
   qemuExit(): string | null;
 }
 
+export interface ChainOptions {
+  /** Extra QEMU arguments (e.g. a VNC display). */
+  qemuArgs?: string[];
+  /** Extra properties of the card model (e.g. frame-log=ID). */
+  deviceProps?: string;
+}
+
 /** pciem.ko must be loaded; loads protopciem.ko (PROTOPCIEM_KO) once the card is there. */
-export async function startChain(): Promise<Chain> {
+export async function startChain(opts: ChainOptions = {}): Promise<Chain> {
   const desc = loadDescription('gateway/devices/protopciem.json');
   const server = new GatewayServer({ backend: new PciemBackend({ readTimeoutMs: 2000 }), description: desc, log: createLogger({ level: 'info' }) });
   await server.listen('/tmp/gw.sock');
   step('gateway listening');
   const qemu = spawn(env('QEMU'), [
     '-machine', 'x-remote,vfio-user=off', '-nodefaults', '-display', 'none',
-    '-device', 'protopciem,id=card0,msi=on',
+    ...(opts.qemuArgs ?? []),
+    '-device', `protopciem,id=card0,msi=on${opts.deviceProps ? `,${opts.deviceProps}` : ''}`,
     '-chardev', 'socket,id=gw,path=/tmp/gw.sock',
     '-object', 'pciem-bridge,id=br0,device=card0,chardev=gw',
     '-qmp', 'unix:/tmp/qmp.sock,server=on,wait=off',
