@@ -4,11 +4,11 @@
 
 SHELL := /bin/bash
 NODE_BIN := node_modules/.bin
-SHELL_SCRIPTS := scripts/*.sh guests/vm/run guests/vm/mkinitramfs qemu-plugin/build.sh qemu-plugin/tests/*.sh .ci/run
+SHELL_SCRIPTS := scripts/*.sh guests/vm/run guests/vm/mkinitramfs qemu-plugin/build.sh qemu-plugin/tests/*.sh .ci/run guests/doom/run-doom
 
 ADDON := gateway/native/build/Release/pciem_native.node
 
-.PHONY: help deps lint typecheck unit kernel qemu addon proto test test-qemu test-vm demo bench clean
+.PHONY: help deps lint typecheck unit kernel qemu addon proto test test-qemu test-vm demo bench doom clean
 
 help:
 	@echo "make demo       DOOM through the card in the host VM: VNC on 127.0.0.1:5900,"
@@ -23,6 +23,7 @@ help:
 	@echo "make addon      build the gateway's native addon (node-gyp)"
 	@echo "make proto      regenerate proto/generated/ and docs tables from proto/*.json"
 	@echo "make qemu       build QEMU with our devices; prints the binary's path"
+	@echo "make doom       build the DOOM frame hook (guests/doom/build/libdoomhook.so)"
 	@echo "make test-qemu  tests against the built QEMU"
 	@echo "make test-vm    tests inside the Debian 6.12/6.1 VM"
 	@echo "make bench      the performance targets, each against its baseline in the"
@@ -60,6 +61,9 @@ kernel: deps
 
 qemu: deps
 	@qemu-plugin/build.sh
+
+doom: deps
+	@$(MAKE) --no-print-directory -C guests/doom
 
 test-qemu: qemu
 	@scripts/test.sh qemu-tests

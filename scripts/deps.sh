@@ -8,7 +8,8 @@ export PCIEM_LOG_TAG="deps"
 . "$(dirname "$0")/lib.sh"
 
 wanted_packages() {
-	cat "$PCIEM_TOP"/scripts/packages.debian "$PCIEM_TOP"/*/packages.debian 2>/dev/null |
+	cat "$PCIEM_TOP"/scripts/packages.debian "$PCIEM_TOP"/*/packages.debian \
+		"$PCIEM_TOP"/*/*/packages.debian 2>/dev/null |
 		sed 's/#.*//' | tr -s ' \t' '\n' | grep -v '^$' | sort -u
 }
 
