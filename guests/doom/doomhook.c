@@ -174,16 +174,19 @@ static void dh_activate(void)
 	dh.active = true;
 }
 
-static void dh_write_ppm(const char *name, const uint8_t *frame)
+/* Writes one frame as DIR/name; false (with errno) when it could not. */
+static bool dh_write_ppm(const char *name, const uint8_t *frame, char *path, size_t size)
 {
-	char path[4096];
 	FILE *f;
+	bool ok;
 
-	snprintf(path, sizeof(path), "%s/%s", dh.dump_dir, name);
+	snprintf(path, size, "%s/%s", dh.dump_dir, name);
 	f = fopen(path, "we");
-	if (!f || fprintf(f, "P6\n%d %d\n255\n", DOOMHOOK_FB_WIDTH, DOOMHOOK_FB_HEIGHT) < 0 ||
-	    fwrite(frame, DOOMHOOK_FB_BYTES, 1, f) != 1 || fclose(f))
-		dh_die(DH_EXIT_USAGE, "writing %s: %s", path, strerror(errno));
+	if (!f)
+		return false;
+	ok = fprintf(f, "P6\n%d %d\n255\n", DOOMHOOK_FB_WIDTH, DOOMHOOK_FB_HEIGHT) > 0 &&
+	     fwrite(frame, DOOMHOOK_FB_BYTES, 1, f) == 1;
+	return !fclose(f) && ok;
 }
 
 static void dh_submit(unsigned int buffer)
@@ -211,10 +214,11 @@ static void dh_emit(void)
 		    doomhook_fnv1a64(out, DOOMHOOK_FB_BYTES)) < 0)
 		dh_die(DH_EXIT_USAGE, "writing %s: %s", dh.hashes_path, strerror(errno));
 	if (dh.dump_dir && dh.dump_every && dh.frames % dh.dump_every == 0) {
-		char name[64];
+		char name[64], path[4096];
 
 		snprintf(name, sizeof(name), "frame-%06lu.ppm", dh.frames);
-		dh_write_ppm(name, out);
+		if (!dh_write_ppm(name, out, path, sizeof(path)))
+			dh_die(DH_EXIT_USAGE, "writing %s: %s", path, strerror(errno));
 	}
 	if (dh.mode == DH_MODE_CARD) {
 		dh_submit(dh.next_buffer);
@@ -279,12 +283,14 @@ static __attribute__((constructor)) void dh_init(void)
 
 static __attribute__((destructor)) void dh_fini(void)
 {
+	char path[4096];
 	double s;
 
 	if (!dh.active)
 		return;
-	if (dh.dump_dir && dh.last_frame)
-		dh_write_ppm("last.ppm", dh.last_frame);
+	/* Already exiting: a failure is reported, not another exit(). */
+	if (dh.dump_dir && dh.last_frame && !dh_write_ppm("last.ppm", dh.last_frame, path, sizeof(path)))
+		fprintf(stderr, "doomhook: writing %s: %s\n", path, strerror(errno));
 	if (dh.hashes)
 		fclose(dh.hashes);
 	s = dh.frames > 1 ? dh_seconds(&dh.first, &dh.last) : 0;
