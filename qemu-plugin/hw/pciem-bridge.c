@@ -25,12 +25,15 @@
  *     after requests and after the model's own work.
  *   - Interrupts: the device's MSI hooks and the root bus's INTx line become
  *     MSI and INTX messages.
- *   - DMA: a lowest-priority I/O region under the whole of the machine's
- *     system memory (x-remote has no RAM) serves the model's bus-master
- *     accesses: reads from a read-ahead cache filled by one DMA_READ per
- *     miss, writes gathered into contiguous runs sent as one posted
- *     DMA_WRITE. Pending writes are sent before anything else goes out, so
- *     the PCIe ordering rules (invariant 3) hold on the wire.
+ *   - DMA: a lowest-priority IOMMU region under the whole of the
+ *     machine's system memory (x-remote has no RAM) routes the model's
+ *     bus-master accesses. Reads come from a read-ahead cache filled by one
+ *     DMA_READ per miss (growing while the model reads on), held in a RAM
+ *     window, so QEMU copies a whole transfer with memcpy; writes (and what
+ *     the cache cannot serve) go to an I/O region, where they are gathered
+ *     into contiguous runs sent as one posted DMA_WRITE. Pending writes are
+ *     sent before anything else goes out, so the PCIe ordering rules
+ *     (invariant 3) hold on the wire.
  *
  * A DMA read waits for its reply synchronously (memory callbacks run under
  * the BQL): the socket is polled with a deadline, and what the gateway sends
@@ -47,6 +50,7 @@
 #include "qemu/cutils.h"
 #include "qemu/error-report.h"
 #include "qemu/main-loop.h"
+#include "qemu/memalign.h"
 #include "qemu/module.h"
 #include "qemu/queue.h"
 #include "qemu/range.h"
@@ -73,12 +77,25 @@
 
 #define TYPE_PCIEM_BRIDGE "pciem-bridge"
 OBJECT_DECLARE_SIMPLE_TYPE(PCIemBridge, PCIEM_BRIDGE)
+#define TYPE_PCIEM_BRIDGE_IOMMU "pciem-bridge-iommu-memory-region"
 
 #define BRIDGE_NAME "qemu-" QEMU_VERSION " pciem-bridge"
 
 #define BRIDGE_TIMEOUT_MS_DEFAULT     5000
 #define BRIDGE_TIMEOUT_MS_MAX         3600000
 #define BRIDGE_READ_AHEAD_DEFAULT     (64 * KiB)
+#define BRIDGE_READ_AHEAD_MAX_DEFAULT (4 * MiB)
+/*
+ * Fills of the read cache take turns in a RAM window this many times the
+ * largest, so a pointer a model got from dma_memory_map() keeps its bytes
+ * for that many fills after its own.
+ */
+#define BRIDGE_RWIN_FILLS             8
+/*
+ * A fill sits in the window at its bus address modulo this, so one IOMMU
+ * translation can cover an aligned block of up to this many bytes.
+ */
+#define BRIDGE_RWIN_ALIGN             (64 * KiB)
 #define BRIDGE_WRITE_COMBINE_DEFAULT  (1 * MiB)
 /* The smallest range the host can map for DMA. */
 #define BRIDGE_PAGE_SIZE              4096
@@ -133,7 +150,9 @@ struct PCIemBridge {
     char *chardev;
     uint32_t timeout_ms;
     uint32_t read_ahead;
+    uint32_t read_ahead_max;
     uint32_t write_combine;
+    bool direct_reads;
 
     bool complete;
     bool set_up;
@@ -165,12 +184,43 @@ struct PCIemBridge {
     bool intx_level;
     bool intx_sent;
 
-    /* DMA */
-    MemoryRegion dma;
+    /*
+     * DMA: the IOMMU region in system memory sends a read the cache holds
+     * to the RAM window (rwin_as), everything else to the I/O region
+     * (dma_io_as), whose callbacks see <= 8 bytes at a time.
+     */
+    IOMMUMemoryRegion dma;
+    MemoryRegion dma_io;
+    AddressSpace dma_io_as;
+    MemoryRegion rwin;
+    AddressSpace rwin_as;
+    uint8_t *rwin_ptr;
+    uint64_t rwin_size;
+    /* Where the next fill may start in the window (BRIDGE_RWIN_ALIGN) */
+    uint64_t rwin_next;
+    /* The cache: rcache_len bytes at bus address rcache_addr, at rcache */
     uint8_t *rcache;
+    uint64_t rcache_off;
     uint64_t rcache_addr;
     uint32_t rcache_len;
+    /* The fill in flight: its place in the window */
+    uint64_t fill_off;
+    /*
+     * Read-ahead: ra_next bytes for the next miss; it doubles (up to
+     * read-ahead-max) each time the model reads on where the last fill
+     * ended (ra_end), goes back to read-ahead on any other miss, and
+     * stops growing after a fill the gateway refused.
+     */
     uint32_t ra_next;
+    uint64_t ra_end;
+    bool ra_end_valid;
+    bool ra_capped;
+    /* Reading up to here was refused: the mapping ends before it */
+    uint64_t ra_limit;
+    bool ra_limit_valid;
+    /* Fills: DMA_READs that filled the cache, and bytes they brought */
+    uint64_t dma_fills;
+    uint64_t dma_fill_bytes;
     /*
      * Until the model's current work is over (the bottom half): QEMU goes
      * on with an access after one of its <= 8-byte steps failed, so a
@@ -179,6 +229,9 @@ struct PCIemBridge {
      */
     bool fault_valid;
     uint64_t fault_page;
+    /* The page where read-ahead and page fills were refused */
+    bool bulk_refused_valid;
+    uint64_t bulk_refused_page;
     bool dma_failed;
     uint8_t *wc;
     uint64_t wc_addr;
@@ -618,6 +671,15 @@ static int bridge_dma_fetch(PCIemBridge *b, uint64_t addr, uint32_t len)
     int64_t deadline;
 
     bridge_cache_invalidate(b);
+    /*
+     * The fill's place in the window: the slot after the last fill, at
+     * @addr's offset modulo the alignment, from the start when it would
+     * run past the end.
+     */
+    b->fill_off = b->rwin_next + (addr & (BRIDGE_RWIN_ALIGN - 1));
+    if (b->fill_off + len > b->rwin_size) {
+        b->fill_off = addr & (BRIDGE_RWIN_ALIGN - 1);
+    }
     bridge_msg_init(&m, PCIEM_WIRE_CMD_DMA_READ, 0);
     m.body.dma_read.addr = addr;
     m.body.dma_read.len = len;
@@ -657,11 +719,31 @@ static int bridge_dma_fetch(PCIemBridge *b, uint64_t addr, uint32_t len)
 }
 
 /*
- * Fills the cache for an access of @size bytes at @addr: read-ahead first;
- * if the gateway refuses that (FAULT: it runs past what the driver
- * mapped), to the end of the page, then just the access. Within the
- * model's current work, the read-ahead halves after a fault and grows back
- * on success, so the tail of a mapping costs few round trips.
+ * The next length to try at @addr when reading up to @limit is known to be
+ * refused (the mapping ends before it): about half way, on a page
+ * boundary, at least to the end of @addr's page; 0 when the mapping ends
+ * within that page.
+ */
+static uint64_t bridge_ra_probe(uint64_t addr, uint64_t limit)
+{
+    uint64_t page_end = (addr | (BRIDGE_PAGE_SIZE - 1)) + 1;
+    uint64_t mid;
+
+    if (limit <= page_end) {
+        return 0;
+    }
+    mid = addr + (limit - addr) / 2;
+    return MAX(page_end, mid & ~(uint64_t)(BRIDGE_PAGE_SIZE - 1)) - addr;
+}
+
+/*
+ * Fills the cache for an access of @size bytes at @addr. The first try is
+ * the read-ahead; if the gateway refuses it (FAULT: it runs past what the
+ * driver mapped), the end of the page, then just the access. Reading on
+ * after such a refusal, the tries halve the distance to where it was
+ * refused, so the tail of a mapping costs few round trips. @size 0 (the
+ * IOMMU, which does not know the access) stops before the access and
+ * leaves that page to the I/O region's exact accesses.
  */
 static MemTxResult bridge_dma_fill(PCIemBridge *b, uint64_t addr,
                                    unsigned size)
@@ -669,44 +751,79 @@ static MemTxResult bridge_dma_fill(PCIemBridge *b, uint64_t addr,
     /* Bytes from addr to 2^64, saturated. */
     uint64_t room = addr ? -addr : UINT64_MAX;
     uint64_t page = addr & ~(uint64_t)(BRIDGE_PAGE_SIZE - 1);
-    uint64_t tries[3] = {
-        MIN(b->ra_next, room),
-        MIN(BRIDGE_PAGE_SIZE - (addr - page), room),
-        size,
-    };
-    /* Right after a refused page, the read-ahead would be refused too. */
-    bool after_fault = b->fault_valid && page == b->fault_page +
-                       BRIDGE_PAGE_SIZE;
-    uint64_t last = 0;
-    unsigned i;
+    uint64_t page_len = MIN(BRIDGE_PAGE_SIZE - (addr - page), room);
+    bool ahead = false;
+    uint64_t len;
     int rc;
 
     if (b->dma_failed) {
         return MEMTX_ERROR;
     }
-    if (b->fault_valid && ranges_overlap(addr, size, b->fault_page,
+    if (b->fault_valid && ranges_overlap(addr, MAX(size, 1), b->fault_page,
                                          BRIDGE_PAGE_SIZE)) {
         return MEMTX_DECODE_ERROR;
     }
-    for (i = after_fault ? 1 : 0; i < ARRAY_SIZE(tries); i++) {
-        if (tries[i] < size || tries[i] == last) {
-            continue;
-        }
-        last = tries[i];
-        rc = bridge_dma_fetch(b, addr, tries[i]);
-        trace_pciem_bridge_dma_read(addr, tries[i], bridge_err_name(rc));
+    if (!b->ra_end_valid || addr != b->ra_end) {
+        /* Not where the last fill ended: start small again. */
+        b->ra_next = b->read_ahead;
+        b->ra_capped = false;
+        b->ra_limit_valid = false;
+    }
+    if (b->ra_limit_valid && addr >= b->ra_limit) {
+        b->ra_limit_valid = false;
+    }
+    if (b->bulk_refused_valid && page == b->bulk_refused_page) {
+        len = 0;
+    } else if (b->fault_valid && page == b->fault_page + BRIDGE_PAGE_SIZE) {
+        /* Right after a refused page, the read-ahead would be refused too. */
+        len = page_len;
+    } else if (b->ra_limit_valid) {
+        len = bridge_ra_probe(addr, b->ra_limit);
+    } else {
+        len = MIN(b->ra_next, room);
+        ahead = true;
+    }
+    while (len >= MAX(size, 1)) {
+        rc = bridge_dma_fetch(b, addr, len);
+        trace_pciem_bridge_dma_read(addr, len, bridge_err_name(rc));
         if (!rc) {
-            if (i == 0) {
-                b->ra_next = MIN((uint64_t)b->ra_next * 2, b->read_ahead);
+            if (ahead && !b->ra_capped) {
+                b->ra_next = MIN((uint64_t)b->ra_next * 2, b->read_ahead_max);
             }
+            b->ra_end = addr + len;
+            b->ra_end_valid = true;
             return MEMTX_OK;
         }
         if (rc != PCIEM_WIRE_ERR_FAULT) {
             b->dma_failed = true;
             return MEMTX_ERROR;
         }
-        if (i == 0) {
-            b->ra_next = MAX(b->ra_next / 2, BRIDGE_PAGE_SIZE);
+        if (len <= page_len) {
+            break;
+        }
+        /* The mapping ends before addr + len: no more growth. */
+        b->ra_limit = addr + len;
+        b->ra_limit_valid = true;
+        b->ra_capped = true;
+        len = ahead ? page_len : bridge_ra_probe(addr, b->ra_limit);
+        ahead = false;
+    }
+    if (!size) {
+        b->bulk_refused_valid = true;
+        b->bulk_refused_page = page;
+        return MEMTX_DECODE_ERROR;
+    }
+    if (size < page_len || len < size) {
+        rc = bridge_dma_fetch(b, addr, size);
+        trace_pciem_bridge_dma_read(addr, size, bridge_err_name(rc));
+        if (!rc) {
+            b->ra_end = addr + size;
+            b->ra_end_valid = true;
+            return MEMTX_OK;
+        }
+        if (rc != PCIEM_WIRE_ERR_FAULT) {
+            b->dma_failed = true;
+            return MEMTX_ERROR;
         }
     }
     b->fault_valid = true;
@@ -763,6 +880,63 @@ static MemTxResult bridge_dma_write(void *opaque, hwaddr addr, uint64_t data,
     /* Writes never linger: they go out when the model's work is over. */
     bridge_kick(b);
     return MEMTX_OK;
+}
+
+/*
+ * The IOMMU's translation of bus address @addr. A read the cache holds
+ * (or can be filled for) goes to the cache in the RAM window: the largest
+ * aligned block around @addr inside the cache, so that QEMU copies it in
+ * one memcpy. Everything else goes, one page at a time, to the I/O region
+ * (at the same address), whose callbacks gather writes and give reads at
+ * a mapping's edge, faults and failures their exact answers.
+ *
+ * Nothing here outlives the call: address_space_rw() translates every
+ * piece of an access again, so a cache dropped (at a gateway request) or
+ * refilled is never read through an old translation. The exception is a
+ * pointer from dma_memory_map(), which keeps its bytes because fills take
+ * turns in the window (BRIDGE_RWIN_FILLS).
+ */
+static IOMMUTLBEntry bridge_dma_translate(IOMMUMemoryRegion *iommu,
+                                         hwaddr addr, IOMMUAccessFlags flag,
+                                         int iommu_idx)
+{
+    PCIemBridge *b = container_of(iommu, PCIemBridge, dma);
+    IOMMUTLBEntry e = {
+        .target_as = &b->dma_io_as,
+        .iova = addr & ~(hwaddr)(BRIDGE_PAGE_SIZE - 1),
+        .translated_addr = addr & ~(hwaddr)(BRIDGE_PAGE_SIZE - 1),
+        .addr_mask = BRIDGE_PAGE_SIZE - 1,
+        .perm = IOMMU_RW,
+    };
+    uint64_t mask, end;
+
+    /*
+     * Only the model's own reads, under the BQL like the I/O region's
+     * callbacks (an iothread's access takes that path, which locks).
+     */
+    if (flag != IOMMU_RO || !b->direct_reads || !bql_locked() ||
+        b->state != BRIDGE_READY) {
+        return e;
+    }
+    bridge_kick(b);
+    if (!bridge_cache_hit(b, addr, 1)) {
+        if (!bridge_flush_writes(b) || bridge_dma_fill(b, addr, 0)) {
+            return e;
+        }
+    }
+    /* The largest aligned block around addr inside the cache. */
+    end = b->rcache_addr + b->rcache_len - 1;
+    for (mask = BRIDGE_RWIN_ALIGN - 1; mask; mask >>= 1) {
+        if ((addr & ~mask) >= b->rcache_addr && (addr | mask) <= end) {
+            break;
+        }
+    }
+    e.target_as = &b->rwin_as;
+    e.iova = addr & ~mask;
+    e.translated_addr = b->rcache_off + (e.iova - b->rcache_addr);
+    e.addr_mask = mask;
+    e.perm = IOMMU_RO;
+    return e;
 }
 
 /* DMA works while the gateway has the device. */
@@ -1523,9 +1697,14 @@ static int bridge_take_dma_reply(PCIemBridge *b,
                                        m.body.error_reply.message);
         return 0;
     }
+    b->rcache_off = b->fill_off;
+    b->rcache = b->rwin_ptr + b->fill_off;
     memcpy(b->rcache, m.body.dma_read_reply.data.data, b->dma_wait_len);
     b->rcache_addr = b->dma_wait_addr;
     b->rcache_len = b->dma_wait_len;
+    b->rwin_next = ROUND_UP(b->fill_off + b->dma_wait_len, BRIDGE_RWIN_ALIGN);
+    b->dma_fills++;
+    b->dma_fill_bytes += b->dma_wait_len;
     b->dma_wait_rc = 0;
     return 0;
 }
@@ -1655,7 +1834,11 @@ static void bridge_bh(void *opaque)
     }
     bridge_cache_invalidate(b);
     b->ra_next = b->read_ahead;
+    b->ra_end_valid = false;
+    b->ra_capped = false;
+    b->ra_limit_valid = false;
     b->fault_valid = false;
+    b->bulk_refused_valid = false;
     b->dma_failed = false;
     bridge_process(b);
 }
@@ -1694,6 +1877,9 @@ static void bridge_connected(PCIemBridge *b)
     b->device_id = 0;
     b->intx_sent = false;
     b->ra_next = b->read_ahead;
+    b->ra_end_valid = false;
+    b->dma_fills = 0;
+    b->dma_fill_bytes = 0;
     memset(&b->stats, 0, sizeof(b->stats));
     memset(b->stale_ids, 0, sizeof(b->stale_ids));
     b->n_shadow = 0;
@@ -1969,7 +2155,11 @@ static void bridge_setup(PCIemBridge *b, Error **errp)
         address_space_init(&b->bar_as[i], &b->bar_alias[i], name);
     }
 
-    b->rcache = g_malloc(b->read_ahead);
+    /* Pages are touched only as fills reach them. */
+    b->rwin_size = ROUND_UP((uint64_t)b->read_ahead_max * BRIDGE_RWIN_FILLS,
+                            BRIDGE_RWIN_ALIGN) + BRIDGE_RWIN_ALIGN;
+    b->rwin_ptr = qemu_memalign(qemu_real_host_page_size(), b->rwin_size);
+    b->rcache = b->rwin_ptr;
     b->wc = g_malloc(b->write_combine);
     b->shadow_sent = g_new0(uint32_t, BRIDGE_SHADOW_DWORDS);
     b->shadow_now = g_new0(uint32_t, BRIDGE_SHADOW_DWORDS);
@@ -1981,9 +2171,17 @@ static void bridge_setup(PCIemBridge *b, Error **errp)
     b->fd = -1;
     /* The bridge owns no device I/O: the guard is its own. */
     b->bh = qemu_bh_new_guarded(bridge_bh, b, &b->bh_guard);
-    memory_region_init_io(&b->dma, OBJECT(b), &bridge_dma_ops, b,
-                          TYPE_PCIEM_BRIDGE "-dma", UINT64_MAX);
-    memory_region_add_subregion_overlap(get_system_memory(), 0, &b->dma,
+    memory_region_init_io(&b->dma_io, OBJECT(b), &bridge_dma_ops, b,
+                          TYPE_PCIEM_BRIDGE "-dma-io", UINT64_MAX);
+    address_space_init(&b->dma_io_as, &b->dma_io, TYPE_PCIEM_BRIDGE "-dma-io");
+    memory_region_init_ram_ptr(&b->rwin, OBJECT(b),
+                               TYPE_PCIEM_BRIDGE "-read-cache", b->rwin_size,
+                               b->rwin_ptr);
+    address_space_init(&b->rwin_as, &b->rwin, TYPE_PCIEM_BRIDGE "-read-cache");
+    memory_region_init_iommu(&b->dma, sizeof(b->dma), TYPE_PCIEM_BRIDGE_IOMMU,
+                             OBJECT(b), TYPE_PCIEM_BRIDGE "-dma", UINT64_MAX);
+    memory_region_add_subregion_overlap(get_system_memory(), 0,
+                                        MEMORY_REGION(&b->dma),
                                         BRIDGE_DMA_PRIORITY);
 
     b->saved_msi_trigger = pdev->msi_trigger;
@@ -2035,6 +2233,13 @@ static void bridge_complete(UserCreatable *uc, Error **errp)
         b->read_ahead > PCIEM_WIRE_MAX_DMA) {
         error_setg(errp, "read-ahead must be %u to %u bytes, not %u",
                    BRIDGE_PAGE_SIZE, PCIEM_WIRE_MAX_DMA, b->read_ahead);
+        return;
+    }
+    if (b->read_ahead_max < b->read_ahead ||
+        b->read_ahead_max > PCIEM_WIRE_MAX_DMA) {
+        error_setg(errp, "read-ahead-max must be read-ahead (%u) to %u bytes, "
+                   "not %u", b->read_ahead, PCIEM_WIRE_MAX_DMA,
+                   b->read_ahead_max);
         return;
     }
     if (b->write_combine < 8 || b->write_combine > PCIEM_WIRE_MAX_DMA) {
@@ -2092,7 +2297,9 @@ static void bridge_unparent(Object *obj)
     pdev->msi_trigger = b->saved_msi_trigger;
     pdev->msi_prepare_message = b->saved_msi_prepare_message;
     pdev->msix_prepare_message = b->saved_msix_prepare_message;
-    memory_region_del_subregion(get_system_memory(), &b->dma);
+    memory_region_del_subregion(get_system_memory(), MEMORY_REGION(&b->dma));
+    address_space_destroy(&b->dma_io_as);
+    address_space_destroy(&b->rwin_as);
     for (i = 0; i < PCI_ROM_SLOT; i++) {
         if (pdev->io_regions[i].size) {
             address_space_destroy(&b->bar_as[i]);
@@ -2114,7 +2321,10 @@ static void bridge_unparent(Object *obj)
     b->shadow_now = NULL;
     g_free(b->shadow_stale);
     b->shadow_stale = NULL;
-    g_free(b->rcache);
+    /*
+     * The window stays: the RAM region that points at it goes only when
+     * the bridge is finalized, after the address spaces let go of it.
+     */
     b->rcache = NULL;
     g_free(b->wc);
     b->wc = NULL;
@@ -2137,6 +2347,7 @@ static void bridge_finalize(Object *obj)
     }
     g_free(b->device);
     g_free(b->chardev);
+    qemu_vfree(b->rwin_ptr);
 }
 
 /* ---- properties ---- */
@@ -2179,6 +2390,20 @@ static void bridge_set_chardev(Object *obj, const char *value, Error **errp)
     if (bridge_check_settable(b, "chardev", errp)) {
         g_free(b->chardev);
         b->chardev = g_strdup(value);
+    }
+}
+
+static bool bridge_get_direct_reads(Object *obj, Error **errp)
+{
+    return PCIEM_BRIDGE(obj)->direct_reads;
+}
+
+static void bridge_set_direct_reads(Object *obj, bool value, Error **errp)
+{
+    PCIemBridge *b = PCIEM_BRIDGE(obj);
+
+    if (bridge_check_settable(b, "direct-reads", errp)) {
+        b->direct_reads = value;
     }
 }
 
@@ -2234,6 +2459,8 @@ static void bridge_instance_init(Object *obj)
 
     b->timeout_ms = BRIDGE_TIMEOUT_MS_DEFAULT;
     b->read_ahead = BRIDGE_READ_AHEAD_DEFAULT;
+    b->read_ahead_max = BRIDGE_READ_AHEAD_MAX_DEFAULT;
+    b->direct_reads = true;
     b->write_combine = BRIDGE_WRITE_COMBINE_DEFAULT;
 }
 
@@ -2257,12 +2484,29 @@ static void bridge_class_init(ObjectClass *klass, void *data)
                    "how long to wait for a DMA_READ reply, or for the "
                    "gateway to take data");
     bridge_add_u32(klass, "read-ahead", offsetof(PCIemBridge, read_ahead),
-                   "bytes one DMA_READ fetches for a model read that misses "
-                   "the cache");
+                   "bytes the first DMA_READ fetches for a model read that "
+                   "misses the cache");
+    bridge_add_u32(klass, "read-ahead-max",
+                   offsetof(PCIemBridge, read_ahead_max),
+                   "most bytes one DMA_READ fetches as the model reads on "
+                   "(the read-ahead doubles up to this)");
+    object_class_property_add_bool(klass, "direct-reads",
+                                   bridge_get_direct_reads,
+                                   bridge_set_direct_reads);
+    object_class_property_set_description(klass, "direct-reads",
+                                          "serve the model's reads from the "
+                                          "cache as RAM (memcpy), not 8 "
+                                          "bytes per callback");
     bridge_add_u32(klass, "write-combine",
                    offsetof(PCIemBridge, write_combine),
                    "most bytes of contiguous model writes sent as one "
                    "DMA_WRITE");
+    bridge_add_counter(klass, "dma-fills", offsetof(PCIemBridge, dma_fills),
+                       "DMA_READs that filled the read cache since the "
+                       "connection opened");
+    bridge_add_counter(klass, "dma-fill-bytes",
+                       offsetof(PCIemBridge, dma_fill_bytes),
+                       "bytes those brought");
     bridge_add_counter(klass, "shadow-pushes",
                        offsetof(PCIemBridge, shadow_pushes),
                        "times the shadowed registers were read from the "
@@ -2272,6 +2516,43 @@ static void bridge_class_init(ObjectClass *klass, void *data)
                        "MMIO_WRITE stores of shadowed registers sent since "
                        "the connection opened");
 }
+
+/*
+ * Translations change at every fill and drop of the cache, with no
+ * notification: nothing may cache them (vhost's or vfio's IOTLB).
+ */
+static int bridge_iommu_notify_flag_changed(IOMMUMemoryRegion *iommu,
+                                            IOMMUNotifierFlag old_flags,
+                                            IOMMUNotifierFlag new_flags,
+                                            Error **errp)
+{
+    if (new_flags != IOMMU_NOTIFIER_NONE) {
+        error_setg(errp, "%s: DMA translations cannot be watched",
+                   TYPE_PCIEM_BRIDGE);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* Nothing to replay (the default would walk all 2^64 bytes). */
+static void bridge_iommu_replay(IOMMUMemoryRegion *iommu, IOMMUNotifier *n)
+{
+}
+
+static void bridge_iommu_class_init(ObjectClass *klass, void *data)
+{
+    IOMMUMemoryRegionClass *imrc = IOMMU_MEMORY_REGION_CLASS(klass);
+
+    imrc->translate = bridge_dma_translate;
+    imrc->notify_flag_changed = bridge_iommu_notify_flag_changed;
+    imrc->replay = bridge_iommu_replay;
+}
+
+static const TypeInfo bridge_iommu_info = {
+    .name = TYPE_PCIEM_BRIDGE_IOMMU,
+    .parent = TYPE_IOMMU_MEMORY_REGION,
+    .class_init = bridge_iommu_class_init,
+};
 
 static const TypeInfo bridge_info = {
     .name = TYPE_PCIEM_BRIDGE,
@@ -2289,6 +2570,7 @@ static const TypeInfo bridge_info = {
 static void bridge_register_types(void)
 {
     type_register_static(&bridge_info);
+    type_register_static(&bridge_iommu_info);
 }
 
 type_init(bridge_register_types)
