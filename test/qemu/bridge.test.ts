@@ -565,6 +565,79 @@ describe('pciem-bridge: the QEMU side of the gateway (with a test peer)', functi
       expect(shot.equals(Buffer.concat([Buffer.from(ppmHeader, 'latin1'), frame])), 'screendump').to.equal(true);
     });
 
+    it('the read-ahead doubles while the model reads on: a frame in 64, 128, 256 and 512 KiB, served as RAM', async function () {
+      const frame = testFrame();
+      // The mapping goes on past the frame: no fill is refused.
+      const at = hostAlloc(peer, Buffer.concat([frame, Buffer.alloc(Const.FB_SIZE)]));
+      const fills = await qomCounter(qemu, 'dma-fills');
+      const from = peer.received.length;
+      expectOk(await card.run(CardCmd.DMA_FRAME, { src: at.addr, len: Const.FB_SIZE }));
+      const reads = messagesOf(peer.received.slice(from), 'DMA_READ').map((m) => [Number(m.body.addr - at.addr), m.body.len]);
+      const K = 1024;
+      expect(reads, '[offset, len] of each DMA_READ').to.deep.equal([
+        [0, 64 * K],
+        [64 * K, 128 * K],
+        [192 * K, 256 * K],
+        [448 * K, 512 * K],
+      ]);
+      expect((await qomCounter(qemu, 'dma-fills')) - fills, 'qom-get dma-fills').to.equal(4);
+      const shot = await screendump(qemu, workDir);
+      expect(shot.equals(Buffer.concat([Buffer.from(ppmHeader, 'latin1'), frame])), 'screendump').to.equal(true);
+    });
+
+    it('a mapping that ends inside the read-ahead, mid-page: refused, then the page, then halving; every byte right', async function () {
+      // 100 KiB and 100 bytes, mapped to the byte; unmapped after.
+      const len = 100 * 1024 + 100;
+      const src = hostAlloc(peer, pattern(len, 17));
+      const dst = hostAlloc(peer, len);
+      const from = peer.received.length;
+      expectOk(await card.run(CardCmd.P2P_READ, { src: src.addr, dst: 0, len }));
+      const reads = messagesOf(peer.received.slice(from), 'DMA_READ').map((m) => [Number(m.body.addr - src.addr), m.body.len]);
+      process.stderr.write(`      ${reads.length} DMA_READs: ${reads.map(([o, l]) => `${String(o)}+${String(l)}`).join(' ')}\n`);
+      const K = 1024;
+      // 64 KiB; 128 KiB refused; the page; then halfway to where it was refused.
+      expect(reads.slice(0, 3)).to.deep.equal([
+        [0, 64 * K],
+        [64 * K, 128 * K],
+        [64 * K, 4 * K],
+      ]);
+      // The last page is read in the model's own accesses (<= 8 bytes each).
+      const tail = reads.filter(([o]) => (o ?? 0) >= 100 * K);
+      expect(tail.every(([, l]) => (l ?? 0) <= 8), 'the tail, access by access').to.equal(true);
+      expect(reads.length, 'DMA_READs').to.be.at.most(40);
+      expectOk(await card.run(CardCmd.P2P_WRITE, { src: 0, dst: dst.addr, len }));
+      expect(dst.buf.equals(src.buf), 'host -> BAR2 -> host').to.equal(true);
+    });
+
+    it('a host write before a doorbell is seen by the DMA after it, though the model had the bytes cached', async function () {
+      const len = 4096;
+      // Mapped as far as the read-ahead goes: one DMA_READ per command.
+      const src = hostAlloc(peer, pattern(64 * 1024, 21));
+      const before = Buffer.from(src.buf);
+      card.set('STATUS', 0);
+      card.set('ERROR_CODE', 0);
+      const from = peer.received.length;
+      // The first command's reply carries the bytes as they are when it is asked for.
+      peer.options.delayDmaReadsMs = 50;
+      try {
+        card.submit(CardCmd.P2P_READ, { src: src.addr, dst: 0x2_0000, len });
+        await peer.waitFor((m) => m.cmd === 'DMA_READ' && !m.reply, from);
+        // While the model holds them in its cache: the host writes, then rings again.
+        src.buf.fill(0xa5);
+        card.submit(CardCmd.P2P_READ, { src: src.addr, dst: 0x3_0000, len });
+        await card.waitIdle();
+      } finally {
+        delete peer.options.delayDmaReadsMs;
+      }
+      expect(ERR_NAMES[await card.reg('ERROR_CODE')]).to.equal('NONE');
+      for (const off of [0, 8, len - 8]) {
+        expect(await peer.mmioRead(2, 0x2_0000 + off, 8), `first copy at ${off}`).to.equal(before.readBigUInt64LE(off));
+        expect(await peer.mmioRead(2, 0x3_0000 + off, 8), `second copy at ${off}`).to.equal(0xa5a5_a5a5_a5a5_a5a5n);
+      }
+      const reads = messagesOf(peer.received.slice(from), 'DMA_READ').filter((m) => m.body.addr === src.addr);
+      expect(reads, 'the second command read the host again').to.have.length(2);
+    });
+
     it('P2P_READ and P2P_WRITE move data between a peer address and BAR2', async function () {
       const len = 8192;
       const src = hostAlloc(peer, pattern(len, 5));
@@ -964,12 +1037,88 @@ async function startBridged(binary: string, dir: string, name: string, device: s
   return { peer, qemu };
 }
 
+async function qomCounter(qemu: Qemu, name: string): Promise<number> {
+  return qemu.qmp.execute<number>('qom-get', { path: '/objects/br0', property: name });
+}
+
 async function screendump(qemu: Qemu, dir: string): Promise<Buffer> {
   const file = join(dir, 'screen.ppm');
   rmSync(file, { force: true });
   await qemu.qmp.execute('screendump', { filename: file, device: 'card0', format: 'ppm' });
   return readFileSync(file);
 }
+
+describe('pciem-bridge with direct-reads=off, read-ahead=8192, read-ahead-max=32768', function () {
+  this.timeout(120_000);
+  let workDir = '';
+  let peer: WirePeer;
+  let qemu: Qemu;
+  let card: Card;
+
+  before(async function () {
+    const binary = execFileSync(join(repoRoot, 'qemu-plugin', 'build.sh'), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
+    workDir = mkdtempSync(join(tmpdir(), 'pciem-bridge-io-'));
+    ({ peer, qemu } = await startBridged(binary, workDir, 'io', 'protopciem,id=card0', 'direct-reads=off,read-ahead=8192,read-ahead-max=32768'));
+    card = new Card(peer);
+    card.set('CONTROL', Bits.CONTROL.RESET);
+    card.set('CONTROL', Bits.CONTROL.ENABLE);
+    await card.enable();
+  });
+
+  after(async function () {
+    await qemu?.stop();
+    await peer?.close();
+    if (workDir !== '') rmSync(workDir, { recursive: true, force: true });
+  });
+
+  afterEach(function () {
+    expect(qemu.running, `QEMU died:\n${qemu.stderr.slice(-3000)}`).to.equal(true);
+  });
+
+  it('takes the properties (qom-get)', async function () {
+    const get = (property: string): Promise<unknown> => qemu.qmp.execute('qom-get', { path: '/objects/br0', property });
+    expect(await get('direct-reads')).to.equal(false);
+    expect(await get('read-ahead')).to.equal(8192);
+    expect(await get('read-ahead-max')).to.equal(32768);
+  });
+
+  it('refuses a read-ahead-max below read-ahead or above MAX_DMA', async function () {
+    for (const [ra, max] of [
+      [65536, 4096],
+      [65536, Limits.MAX_DMA + 1],
+    ]) {
+      const e = await qemu.qmp
+        .execute('object-add', { 'qom-type': 'pciem-bridge', id: 'br1', device: 'card0', chardev: 'gw', 'read-ahead': ra, 'read-ahead-max': max })
+        .catch((x: unknown) => x);
+      expect(String(e)).to.include('read-ahead-max must be');
+    }
+  });
+
+  it('a frame through the I/O region: the read-ahead doubles up to read-ahead-max, byte-exact', async function () {
+    const frame = testFrame();
+    const at = hostAlloc(peer, Buffer.concat([frame, Buffer.alloc(64 * 1024)]));
+    const from = peer.received.length;
+    expectOk(await card.run(CardCmd.DMA_FRAME, { src: at.addr, len: Const.FB_SIZE }));
+    const lens = messagesOf(peer.received.slice(from), 'DMA_READ').map((m) => m.body.len);
+    const K = 1024;
+    expect(lens.slice(0, 5)).to.deep.equal([8 * K, 16 * K, 32 * K, 32 * K, 32 * K]);
+    expect(lens.every((l) => l <= 32 * K)).to.equal(true);
+    expect(lens.length).to.equal(3 + Math.ceil((Const.FB_SIZE - 56 * K) / (32 * K)));
+    const shot = await screendump(qemu, workDir);
+    expect(shot.equals(Buffer.concat([Buffer.from(ppmHeader, 'latin1'), frame])), 'screendump').to.equal(true);
+  });
+
+  it('a mapping that ends mid-page, and a true fault, as with direct reads', async function () {
+    const len = 20 * 1024 + 100;
+    const src = hostAlloc(peer, pattern(len, 23));
+    const dst = hostAlloc(peer, len);
+    expectOk(await card.run(CardCmd.P2P_READ, { src: src.addr, dst: 0, len }));
+    expectOk(await card.run(CardCmd.P2P_WRITE, { src: 0, dst: dst.addr, len }));
+    expect(dst.buf.equals(src.buf)).to.equal(true);
+    const o = await card.run(CardCmd.PROCESS_BUFFER, { src: 0x7000_0000_0000n, dst: dst.addr, len: 4096 });
+    expect(o.error).to.equal('DMA_FAULT');
+  });
+});
 
 describe('pciem-bridge with a stock QEMU model (e1000e): MSI-X, PCIe, an I/O BAR', function () {
   this.timeout(120_000);
