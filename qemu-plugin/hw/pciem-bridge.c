@@ -914,8 +914,7 @@ static IOMMUTLBEntry bridge_dma_translate(IOMMUMemoryRegion *iommu,
      * Only the model's own reads, under the BQL like the I/O region's
      * callbacks (an iothread's access takes that path, which locks).
      */
-    if (flag != IOMMU_RO || !b->direct_reads || !bql_locked() ||
-        b->state != BRIDGE_READY) {
+    if (flag != IOMMU_RO || !bql_locked() || b->state != BRIDGE_READY) {
         return e;
     }
     bridge_kick(b);
@@ -2173,16 +2172,25 @@ static void bridge_setup(PCIemBridge *b, Error **errp)
     b->bh = qemu_bh_new_guarded(bridge_bh, b, &b->bh_guard);
     memory_region_init_io(&b->dma_io, OBJECT(b), &bridge_dma_ops, b,
                           TYPE_PCIEM_BRIDGE "-dma-io", UINT64_MAX);
-    address_space_init(&b->dma_io_as, &b->dma_io, TYPE_PCIEM_BRIDGE "-dma-io");
-    memory_region_init_ram_ptr(&b->rwin, OBJECT(b),
-                               TYPE_PCIEM_BRIDGE "-read-cache", b->rwin_size,
-                               b->rwin_ptr);
-    address_space_init(&b->rwin_as, &b->rwin, TYPE_PCIEM_BRIDGE "-read-cache");
-    memory_region_init_iommu(&b->dma, sizeof(b->dma), TYPE_PCIEM_BRIDGE_IOMMU,
-                             OBJECT(b), TYPE_PCIEM_BRIDGE "-dma", UINT64_MAX);
-    memory_region_add_subregion_overlap(get_system_memory(), 0,
-                                        MEMORY_REGION(&b->dma),
-                                        BRIDGE_DMA_PRIORITY);
+    if (b->direct_reads) {
+        address_space_init(&b->dma_io_as, &b->dma_io,
+                           TYPE_PCIEM_BRIDGE "-dma-io");
+        memory_region_init_ram_ptr(&b->rwin, OBJECT(b),
+                                   TYPE_PCIEM_BRIDGE "-read-cache",
+                                   b->rwin_size, b->rwin_ptr);
+        address_space_init(&b->rwin_as, &b->rwin,
+                           TYPE_PCIEM_BRIDGE "-read-cache");
+        memory_region_init_iommu(&b->dma, sizeof(b->dma),
+                                 TYPE_PCIEM_BRIDGE_IOMMU, OBJECT(b),
+                                 TYPE_PCIEM_BRIDGE "-dma", UINT64_MAX);
+        memory_region_add_subregion_overlap(get_system_memory(), 0,
+                                            MEMORY_REGION(&b->dma),
+                                            BRIDGE_DMA_PRIORITY);
+    } else {
+        /* Without the RAM path, no translation per piece either. */
+        memory_region_add_subregion_overlap(get_system_memory(), 0,
+                                            &b->dma_io, BRIDGE_DMA_PRIORITY);
+    }
 
     b->saved_msi_trigger = pdev->msi_trigger;
     b->saved_msi_prepare_message = pdev->msi_prepare_message;
@@ -2297,9 +2305,14 @@ static void bridge_unparent(Object *obj)
     pdev->msi_trigger = b->saved_msi_trigger;
     pdev->msi_prepare_message = b->saved_msi_prepare_message;
     pdev->msix_prepare_message = b->saved_msix_prepare_message;
-    memory_region_del_subregion(get_system_memory(), MEMORY_REGION(&b->dma));
-    address_space_destroy(&b->dma_io_as);
-    address_space_destroy(&b->rwin_as);
+    if (b->direct_reads) {
+        memory_region_del_subregion(get_system_memory(),
+                                    MEMORY_REGION(&b->dma));
+        address_space_destroy(&b->dma_io_as);
+        address_space_destroy(&b->rwin_as);
+    } else {
+        memory_region_del_subregion(get_system_memory(), &b->dma_io);
+    }
     for (i = 0; i < PCI_ROM_SLOT; i++) {
         if (pdev->io_regions[i].size) {
             address_space_destroy(&b->bar_as[i]);
