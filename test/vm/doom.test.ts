@@ -1,0 +1,39 @@
+// DOOM end to end in the 6.12 VM (issue 8): Debian's unmodified
+// chocolate-doom plays `-timedemo demo1`, every frame going protopciem.ko ->
+// pciem.ko -> gateway -> QEMU card -> display. The hashes of the frames the
+// card showed (its frame log) must equal the reference sequence from file
+// mode — every frame, byte-exact, none missing, none duplicated — and the
+// final screendump must be the last reference frame.
+import { expect } from 'chai';
+import { execFileSync } from 'node:child_process';
+import { join, relative } from 'node:path';
+import { kernelModule, repoRoot } from '../lib/paths.js';
+import { vmRunScript } from '../lib/vm.js';
+
+describe('DOOM through the card in the 6.12 VM', function () {
+  this.timeout(1_800_000);
+  let qemu = '';
+
+  before(function () {
+    qemu = execFileSync(join(repoRoot, 'qemu-plugin', 'build.sh'), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
+    execFileSync('make', ['--no-print-directory', 'doom'], { cwd: repoRoot, stdio: ['ignore', 'ignore', 'inherit'] });
+  });
+
+  it('-timedemo demo1: every frame the card showed is the reference frame, in order; the last screendump is the last frame', async function () {
+    const r = await vmRunScript(`export QEMU=${qemu} DOOM_RUN=${join(repoRoot, 'guests/doom/run-doom')}
+export PCIEM_KO=${relative(repoRoot, kernelModule('6.12', 'pciem'))} PROTOPCIEM_KO=${relative(repoRoot, kernelModule('6.12', 'protopciem'))}
+node --import tsx test/vm/scripts/doom-card.ts
+dmesg | grep -E 'BUG:|Oops|WARNING:|Call Trace|general protection' || echo "dmesg clean"`, { timeoutSec: 1700, memoryMiB: 3072, cpus: 2 });
+    const line = r.output.split('\n').find((l) => l.startsWith('{'));
+    expect(line, r.output + r.harness).to.not.equal(undefined);
+    const res = JSON.parse(line ?? '{}') as Record<string, unknown>;
+    expect(res.error, r.output).to.equal(undefined);
+    expect(r.code, r.output + r.harness).to.equal(0);
+    console.log(`      reference ${String(res.refFrames)} frames at ${String(res.fpsFile)} frames/s (${String(res.fileSeconds)} s); ` +
+      `through the card ${String(res.shown)} frames at ${String(res.fpsCard)} frames/s (${String(res.cardSeconds)} s), TCG`);
+    expect(res.refFrames).to.be.at.least(1531);
+    expect(res).to.include({ submitted: res.refFrames, shown: res.refFrames, submittedVsRef: -1, shownVsRef: -1 });
+    expect(res.lastShown).to.equal(res.lastRef);
+    expect(r.output).to.contain('dmesg clean');
+  });
+});
