@@ -15,6 +15,7 @@ cd "$PCIEM_TOP"
 if [ "${HOST:-0}" = 1 ]; then
 	die "HOST=1 (loading pciem.ko into this machine's own kernel) is not supported yet; the demo runs in the VM"
 fi
+started=$(date +%s%3N)
 out=${DEMO_OUT:-$PCIEM_TOP/demo-out}
 vnc=${DEMO_VNC_PORT:-5900}
 seconds=${DEMO_SECONDS:-3600}
@@ -38,7 +39,15 @@ log "  the card's display (QEMU VNC): 127.0.0.1:$vnc   e.g. vncviewer 127.0.0.1:
 log "  screendumps: $out/doom-*.ppm (paths printed as they are written)"
 log "  dashboard: not built yet (the gateway control-plane issue)"
 log "  Ctrl-C stops everything"
-exec guests/vm/run --timeout "$seconds" --memory 3072 --share "$out" --forward "$vnc:5900" -- \
+rc=0
+guests/vm/run --timeout "$seconds" --memory 3072 --share "$out" --forward "$vnc:5900" -- \
 	env QEMU="$qemu" PCIEM_KO="$kdir/pciem.ko" PROTOPCIEM_KO="$kdir/protopciem.ko" \
 	DOOM_RUN="$PCIEM_TOP/guests/doom/run-doom" OUT="$out" LOOPS="${DEMO_LOOPS:-0}" \
-	node --import tsx guests/demo/demo.ts
+	DEMO_T0="$started" node --import tsx guests/demo/demo.ts || rc=$?
+case $rc in
+0) log "done: $(find "$out" -name 'doom-*.ppm' | wc -l) screendumps in $out" ;;
+124) log "the demo ran its $seconds s (DEMO_SECONDS) and stopped; screendumps in $out"; rc=0 ;;
+130) log "stopped (Ctrl-C); screendumps in $out" ;;
+*) log "the demo failed (exit $rc); see the messages above" ;;
+esac
+exit "$rc"
