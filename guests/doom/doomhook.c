@@ -20,6 +20,8 @@
  *                        file: no card; the reference
  *   DOOMHOOK_DEVICE      the card's node (default /dev/protopciem)
  *   DOOMHOOK_HASHES      write "N FNV1A64" per frame to this file
+ *   DOOMHOOK_TIMES       write "N MICROSECONDS" per frame, the wall clock as
+ *                        the frame is submitted (for latency measurements)
  *   DOOMHOOK_DUMP_DIR    with DOOMHOOK_DUMP_EVERY=K: every Kth frame as
  *                        frame-NNNNNN.ppm, and the last one as last.ppm
  *   DOOMHOOK_CLOCK       real (default) or virtual: SDL_GetTicks advances only
@@ -62,6 +64,7 @@ static struct {
 	enum dh_mode mode;
 	const char *device;
 	const char *hashes_path;
+	const char *times_path;
 	const char *dump_dir;
 	unsigned long dump_every;
 	bool virtual_clock;
@@ -77,6 +80,7 @@ static struct {
 	/* Outputs, set up when the first frame texture is adopted. */
 	bool active;
 	FILE *hashes;
+	FILE *times;		/* "N MICROSECONDS" per frame, taken as it is submitted */
 	uint8_t *file_frame;	/* file mode: the one output frame */
 	int fd;			/* card mode: the device and its two frames */
 	uint8_t *fb;
@@ -169,6 +173,11 @@ static void dh_activate(void)
 		/* Line by line, so that a run that dies keeps what it showed. */
 		setvbuf(dh.hashes, NULL, _IOLBF, 0);
 	}
+	if (dh.times_path) {
+		dh.times = fopen(dh.times_path, "we");
+		if (!dh.times)
+			dh_die(DH_EXIT_USAGE, "DOOMHOOK_TIMES %s: %s", dh.times_path, strerror(errno));
+	}
 	if (dh.dump_dir && (stat(dh.dump_dir, &st) || !S_ISDIR(st.st_mode)))
 		dh_die(DH_EXIT_USAGE, "DOOMHOOK_DUMP_DIR %s: not a directory", dh.dump_dir);
 	dh.active = true;
@@ -220,6 +229,14 @@ static void dh_emit(void)
 		if (!dh_write_ppm(name, out, path, sizeof(path)))
 			dh_die(DH_EXIT_USAGE, "writing %s: %s", path, strerror(errno));
 	}
+	if (dh.times) {
+		struct timespec now;
+
+		/* Wall clock: the card model logs its display time on the same one. */
+		clock_gettime(CLOCK_REALTIME, &now);
+		fprintf(dh.times, "%lu %lld\n", dh.frames,
+			(long long)now.tv_sec * 1000000 + now.tv_nsec / 1000);
+	}
 	if (dh.mode == DH_MODE_CARD) {
 		dh_submit(dh.next_buffer);
 		dh.next_buffer ^= 1;
@@ -270,6 +287,7 @@ static __attribute__((constructor)) void dh_init(void)
 	}
 	dh.device = dh_env_path("DOOMHOOK_DEVICE") ?: "/dev/protopciem";
 	dh.hashes_path = dh_env_path("DOOMHOOK_HASHES");
+	dh.times_path = dh_env_path("DOOMHOOK_TIMES");
 	dh.dump_dir = dh_env_path("DOOMHOOK_DUMP_DIR");
 	dh.dump_every = dh_env_count("DOOMHOOK_DUMP_EVERY");
 	if (dh.dump_every && !dh.dump_dir)
@@ -293,6 +311,8 @@ static __attribute__((destructor)) void dh_fini(void)
 		fprintf(stderr, "doomhook: writing %s: %s\n", path, strerror(errno));
 	if (dh.hashes)
 		fclose(dh.hashes);
+	if (dh.times)
+		fclose(dh.times);
 	s = dh.frames > 1 ? dh_seconds(&dh.first, &dh.last) : 0;
 	fprintf(stderr, "doomhook: mode=%s frames=%lu submit_errors=%lu seconds=%.3f fps=%.1f\n",
 		dh.mode == DH_MODE_CARD ? "card" : "file", dh.frames, dh.submit_errors, s,

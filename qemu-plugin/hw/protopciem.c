@@ -75,6 +75,7 @@ struct ProtoPCIemState {
     uint32_t queue_depth;
     OnOffAuto msi;
     CharBackend frame_log;      /* one line per DMA_FRAME shown */
+    bool frame_log_hash;        /* hash each frame in the log (else "-") */
 
     MemoryRegion regs;
     MemoryRegion mem;
@@ -378,25 +379,32 @@ static uint32_t protopciem_execute_cmdbuf(ProtoPCIemState *s,
 }
 
 /*
- * With the frame-log property: "N HASH" per frame DMA_FRAME put on the
- * display (N from 0, HASH the FNV-1a 64 of its 921,600 bytes, 16 hex
- * digits), so a test can check every frame that reached the display.
+ * With the frame-log property: "N HASH TIME" per frame DMA_FRAME put on the
+ * display (N from 0, HASH the FNV-1a 64 of its 921,600 bytes in 16 hex
+ * digits, or "-" with frame-log-hash=off; TIME the wall clock in
+ * microseconds), so a test can check every frame that reached the display
+ * and a benchmark can time it.
  */
 static void protopciem_log_frame(ProtoPCIemState *s)
 {
     uint64_t h = 0xcbf29ce484222325ULL;
-    char line[48];
+    char line[64];
     size_t i;
     int n;
 
     if (!qemu_chr_fe_backend_connected(&s->frame_log)) {
         return;
     }
-    for (i = 0; i < PROTOPCIEM_FB_SIZE; i++) {
-        h = (h ^ s->fb[i]) * 0x100000001b3ULL;
+    if (s->frame_log_hash) {
+        for (i = 0; i < PROTOPCIEM_FB_SIZE; i++) {
+            h = (h ^ s->fb[i]) * 0x100000001b3ULL;
+        }
+        n = snprintf(line, sizeof(line), "%" PRIu64 " %016" PRIx64 " %" PRId64 "\n",
+                     s->frames_shown++, h, g_get_real_time());
+    } else {
+        n = snprintf(line, sizeof(line), "%" PRIu64 " - %" PRId64 "\n",
+                     s->frames_shown++, g_get_real_time());
     }
-    n = snprintf(line, sizeof(line), "%" PRIu64 " %016" PRIx64 "\n",
-                 s->frames_shown++, h);
     qemu_chr_fe_write_all(&s->frame_log, (const uint8_t *)line, n);
 }
 
@@ -963,6 +971,7 @@ static const Property protopciem_properties[] = {
                        PROTOPCIEM_QUEUE_DEPTH_DEFAULT),
     DEFINE_PROP_ON_OFF_AUTO("msi", ProtoPCIemState, msi, ON_OFF_AUTO_AUTO),
     DEFINE_PROP_CHR("frame-log", ProtoPCIemState, frame_log),
+    DEFINE_PROP_BOOL("frame-log-hash", ProtoPCIemState, frame_log_hash, true),
 };
 
 static void protopciem_class_init(ObjectClass *klass, void *data)

@@ -111,7 +111,7 @@ describe('gateway + QEMU card model, no kernel (FakeHost)', function () {
     expect((await screen()).equals(Buffer.from(frame))).to.equal(true);
   });
 
-  it('the frame-log property logs every frame DMA_FRAME shows: its number and FNV-1a 64 hash', async function () {
+  it('the frame-log property logs every frame DMA_FRAME shows: its number, FNV-1a 64 hash and display time', async function () {
     const fnv = (b: Uint8Array): string => {
       let h = 0xcbf29ce484222325n;
       for (const x of b) h = ((h ^ BigInt(x)) * 0x100000001b3n) & 0xffff_ffff_ffff_ffffn;
@@ -125,8 +125,12 @@ describe('gateway + QEMU card model, no kernel (FakeHost)', function () {
       expect((await rig.drv.showFrame(0)).errorCode).to.equal(0);
       want.push(`${before + k} ${fnv(f)}`);
     }
-    const lines = readFileSync(frameLog, 'utf8').split('\n').filter(Boolean);
-    expect(lines.slice(before)).to.deep.equal(want);
+    const lines = readFileSync(frameLog, 'utf8').split('\n').filter(Boolean).slice(before);
+    expect(lines.map((l) => l.split(' ').slice(0, 2).join(' '))).to.deep.equal(want);
+    // The third column is when the frame reached the display: wall-clock microseconds, in order.
+    const times = lines.map((l) => Number(l.split(' ')[2]));
+    for (const t of times) expect(Math.abs(t / 1000 - Date.now())).to.be.below(60_000);
+    expect([...times].sort((a, b) => a - b)).to.deep.equal(times);
   });
 
   it('P2P_READ and P2P_WRITE move bytes between host memory and the card memory (BAR2)', async function () {

@@ -181,7 +181,9 @@ describe('guests/doom: libdoomhook and run-doom, no card', function () {
 
     it(`one hash line per frame: frames = gametics - 1 + ${MELT_FRAMES} (melt)`, function () {
       const hashes = join(dir, 'run1.hashes');
-      const r = runDoom(['--mode', 'file', '--clock', 'virtual', '--hashes', hashes]);
+      const times = join(dir, 'run1.times');
+      const t0 = Date.now() * 1000;
+      const r = runDoom(['--mode', 'file', '--clock', 'virtual', '--hashes', hashes, '--times', times]);
       expect(r.status, r.stderr).to.equal(0);
       const m = /^timed (\d+) gametics in \d+ realtics/m.exec(r.stdout);
       expect(m, r.stdout).to.not.equal(null);
@@ -193,6 +195,12 @@ describe('guests/doom: libdoomhook and run-doom, no card', function () {
       expect(first).to.have.length(gametics - 1 + MELT_FRAMES);
       expect(r.stdout).to.match(new RegExp(`^frames: ${first.length} \\(`, 'm'));
       expect(new Set(first).size, 'distinct frames').to.be.above(1000);
+      // --times: one "N MICROSECONDS" line per frame, numbered like the hashes, wall clock, in order.
+      const t = readFileSync(times, 'utf8').split('\n').filter(Boolean).map((l) => l.split(' ').map(Number));
+      expect(t.map(([n]) => n)).to.deep.equal(first.map((_, i) => i + 1));
+      const us = t.map(([, v]) => v ?? NaN);
+      expect(us[0]).to.be.within(t0, Date.now() * 1000);
+      expect([...us].sort((a, b) => a - b)).to.deep.equal(us);
     });
 
     it('is deterministic: a second run gives the same hashes; dumps hash the same', function () {
