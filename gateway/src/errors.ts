@@ -27,6 +27,10 @@ export type PciemErrorCode =
   | 'PCIEM_ERR_PROTO_HEADER' // header fields that do not go together
   | 'PCIEM_ERR_PROTO_VERSION' // no protocol version in common
   | 'PCIEM_ERR_PROTO_STATE' // a message not allowed now
+  // QMP, QEMU's monitor protocol (gateway/src/qmp.ts).
+  | 'PCIEM_ERR_QMP' // QEMU answered a command with an error (its class and desc are in the message)
+  | 'PCIEM_ERR_QMP_CLOSED' // the QMP connection closed (QEMU exited, or close() was called)
+  | 'PCIEM_ERR_QMP_MALFORMED' // the peer sent something that is not QMP; the connection is dropped
   | 'PCIEM_ERR_IO'; // anything else
 
 export class PciemError extends Error {
