@@ -3,8 +3,7 @@
 // the shipped description), QEMU with the card model and the pciem-bridge,
 // and protopciem.ko bound to the card — and takes it down again. Used by
 // the demo (demo.ts), the end-to-end tests (test/vm/scripts/) and
-// test/bench/doorbell-vm.ts. QMP goes through the tests' minimal client
-// until the gateway has its own (the control-plane issue).
+// test/bench/doorbell-vm.ts. QMP goes through the gateway's client.
 //
 // Anything that makes the driver touch the card must not block this
 // process: the gateway answering the driver's reads runs on its event loop
@@ -14,10 +13,10 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { loadDescription } from '../../gateway/src/description.js';
 import { createLogger } from '../../gateway/src/log.js';
+import { Qmp } from '../../gateway/src/qmp.js';
 import { PciemBackend } from '../../gateway/src/relay/pciem-host.js';
 import { GatewayServer } from '../../gateway/src/relay/server.js';
 import type { ModelSession } from '../../gateway/src/relay/session.js';
-import { Qmp } from '../../test/lib/qmp.js';
 
 export const env = (k: string): string => {
   const v = process.env[k];
@@ -91,7 +90,7 @@ export async function startChain(opts: ChainOptions = {}): Promise<Chain> {
   try {
     const session = await server.nextDevice(120_000);
     step(`card on the host: ${session.deviceName} (${session.modelName})`);
-    const qmp = await Qmp.connect('/tmp/qmp.sock', 60_000);
+    const qmp = await Qmp.connect({ path: '/tmp/qmp.sock' }, { timeoutMs: 60_000 });
     const bdf = cardInSysfs();
     if (bdf === null) throw new Error('the card is not in /sys/bus/pci/devices');
     await drv('insmod', [env('PROTOPCIEM_KO')]);
@@ -109,7 +108,7 @@ export async function startChain(opts: ChainOptions = {}): Promise<Chain> {
 export async function stopChain(c: Chain): Promise<void> {
   try {
     await drv('rmmod', ['protopciem']);
-    await c.qmp.execute('quit').catch(() => undefined);
+    await c.qmp.quit().catch(() => undefined);
     c.qmp.close();
     await waitFor('QEMU to exit', () => c.qemuExit() !== null, 20_000);
     await waitFor('the device to leave the host', () => cardInSysfs() === null, 20_000);

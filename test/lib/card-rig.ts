@@ -7,12 +7,12 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadDescription } from '../../gateway/src/description.js';
+import { Qmp } from '../../gateway/src/qmp.js';
 import { FakeBackend, type FakeHost } from '../../gateway/src/relay/fake-host.js';
 import { GatewayServer } from '../../gateway/src/relay/server.js';
 import type { ModelSession } from '../../gateway/src/relay/session.js';
 import { repoRoot } from './paths.js';
 import { ProtoDriver } from './proto-driver.js';
-import { Qmp } from './qmp.js';
 
 export interface CardRig {
   dir: string;
@@ -67,7 +67,7 @@ export async function startRig(opts: RigOptions = {}): Promise<CardRig> {
   try {
     const session = await ready;
     const host = await made;
-    const qmp = await Qmp.connect(join(dir, 'qmp.sock'));
+    const qmp = await Qmp.connect({ path: join(dir, 'qmp.sock') }, { timeoutMs: 20_000 });
     const drv = new ProtoDriver(host);
     drv.init(session);
     return {
@@ -75,7 +75,7 @@ export async function startRig(opts: RigOptions = {}): Promise<CardRig> {
       log: () => log,
       async screen() {
         const file = join(dir, 'shot.ppm');
-        await qmp.execute('screendump', { filename: file, format: 'ppm' });
+        await qmp.screendump(file, { format: 'ppm' });
         const ppm = readFileSync(file);
         const hdr = 'P6\n640 480\n255\n';
         if (ppm.subarray(0, hdr.length).toString('latin1') !== hdr) throw new Error('screendump: not a 640x480 P6 PPM');

@@ -25,7 +25,7 @@ import {
 } from '../../proto/generated/protopciem.js';
 import { BarFlags, Caps, type ErrName, HEADER_SIZE, IrqKind, Limits, type Message, MsiFlags, type Region, ResetKind, Role } from '../../proto/generated/wire.js';
 import { repoRoot } from '../lib/paths.js';
-import { Qmp } from '../lib/qmp.js';
+import { Qmp } from '../../gateway/src/qmp.js';
 import { WirePeer, WireReplyError } from '../lib/wirepeer.js';
 
 const W = Const.FB_WIDTH;
@@ -77,7 +77,7 @@ class Qemu {
     let qmp: Qmp;
     try {
       qmp = await Promise.race([
-        Qmp.connect(qmpPath),
+        Qmp.connect({ path: qmpPath }, { timeoutMs: 20_000 }),
         exited.then((code) => {
           throw new Error(`QEMU exited with ${String(code)} at startup:\n${stderr}`);
         }),

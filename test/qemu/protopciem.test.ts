@@ -31,7 +31,7 @@ import {
   SPEC_VERSION_VALUE,
 } from '../../proto/generated/protopciem.js';
 import { repoRoot } from '../lib/paths.js';
-import { Qmp } from '../lib/qmp.js';
+import { Qmp } from '../../gateway/src/qmp.js';
 import { QTest } from '../lib/qtest.js';
 
 // ---- the machine: microvm with its PCIe host (hw/i386/microvm.h) ----------
@@ -107,7 +107,7 @@ class Machine {
     let qmp: Qmp;
     try {
       qmp = await Promise.race([
-        Qmp.connect(qmpPath),
+        Qmp.connect({ path: qmpPath }, { timeoutMs: 20_000 }),
         qt.exited.then((code) => {
           throw new Error(`QEMU exited with ${String(code)} at startup:\n${qt.stderr}`);
         }),
@@ -1241,7 +1241,7 @@ describe('ProtoPCIem model (qtest, no kernel)', function () {
       const qmpPath = join(workDir, 'xremote.qmp');
       const qt = QTest.start(qemuBinary, ['-nodefaults', '-display', 'none', '-machine', 'x-remote', '-device', 'protopciem,id=card', '-qmp', `unix:${qmpPath},server=on,wait=off`]);
       try {
-        const qmp = await Qmp.connect(qmpPath);
+        const qmp = await Qmp.connect({ path: qmpPath }, { timeoutMs: 20_000 });
         const pci = await qmp.execute<{ devices: { qdev_id: string }[] }[]>('query-pci');
         expect(pci.flatMap((b) => b.devices).map((d) => d.qdev_id)).to.contain('card');
         qmp.close();

@@ -6,7 +6,7 @@
 //
 // Environment: QEMU, PCIEM_KO, PROTOPCIEM_KO, DOOM_RUN.
 import { readFileSync } from 'node:fs';
-import type { Qmp } from '../../lib/qmp.js';
+import type { Qmp } from '../../../gateway/src/qmp.js';
 import { drv, env, sh, startChain, step, stopChain } from '../../../guests/demo/chain.js';
 
 const result: Record<string, unknown> = {};

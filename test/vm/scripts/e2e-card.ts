@@ -5,7 +5,7 @@
 //
 // Environment: QEMU, PCIEM_KO, PROTOPCIEM_KO, PPCTL (paths).
 import { readFileSync, writeFileSync } from 'node:fs';
-import type { Qmp } from '../../lib/qmp.js';
+import type { Qmp } from '../../../gateway/src/qmp.js';
 import { cardInSysfs, drv, env, sh, startChain, step, stopChain } from '../../../guests/demo/chain.js';
 
 const result: Record<string, unknown> = {};
