@@ -32,7 +32,7 @@ dmesg | grep -E 'BUG:|Oops|WARNING:|Call Trace|general protection' || echo "dmes
     console.log(`      reference ${String(res.refFrames)} frames at ${String(res.fpsFile)} frames/s (${String(res.fileSeconds)} s); ` +
       `through the card ${String(res.shown)} frames at ${String(res.fpsCard)} frames/s (${String(res.cardSeconds)} s), TCG`);
     expect(res.refFrames).to.be.at.least(1531);
-    expect(res).to.include({ submitted: res.refFrames, shown: res.refFrames, submittedVsRef: -1, shownVsRef: -1 });
+    expect(res).to.include({ shown: res.refFrames, shownVsRef: -1 });
     expect(res.lastShown).to.equal(res.lastRef);
     expect(r.output).to.contain('dmesg clean');
   });

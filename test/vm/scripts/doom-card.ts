@@ -29,8 +29,8 @@ async function screenHash(qmp: Qmp): Promise<string> {
 }
 
 async function main(): Promise<void> {
-  const doom = (mode: string, file: string): Promise<string> =>
-    drv(env('DOOM_RUN'), ['--mode', mode, '--clock', 'virtual', '--hashes', file, '--timedemo', 'demo1']);
+  const doom = (mode: string, file?: string): Promise<string> =>
+    drv(env('DOOM_RUN'), ['--mode', mode, '--clock', 'virtual', ...(file ? ['--hashes', file] : []), '--timedemo', 'demo1']);
   let t = Date.now();
   const ref = await doom('file', '/tmp/ref.hashes');
   result.fileSeconds = (Date.now() - t) / 1000;
@@ -41,7 +41,9 @@ async function main(): Promise<void> {
   const c = await startChain({ qemuArgs: ['-chardev', 'file,id=fl,path=/tmp/card.hashes'], deviceProps: 'frame-log=fl' });
   try {
     t = Date.now();
-    const card = await doom('card', '/tmp/sub.hashes');
+    // What counts is what the card displayed (its frame log); hashing the
+    // submitted frames too would only cost time under TCG.
+    const card = await doom('card');
     result.cardSeconds = (Date.now() - t) / 1000;
     result.fpsCard = fps(card);
     step(`through the card: ${String(result.fpsCard)} fps`);
@@ -51,16 +53,13 @@ async function main(): Promise<void> {
     await stopChain(c);
   }
   const r = hashes('/tmp/ref.hashes');
-  const sub = hashes('/tmp/sub.hashes');
   const shown = hashes('/tmp/card.hashes');
   result.refFrames = r.length;
-  result.submitted = sub.length;
   result.shown = shown.length;
   const firstDiff = (a: string[], b: string[]): number => {
     for (let i = 0; i < Math.max(a.length, b.length); i++) if (a[i] !== b[i]) return i;
     return -1;
   };
-  result.submittedVsRef = firstDiff(sub, r);
   result.shownVsRef = firstDiff(shown, r);
   result.lastRef = r[r.length - 1];
   sh('rmmod', ['pciem']);
