@@ -13,6 +13,7 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { loadDescription } from '../../gateway/src/description.js';
 import { createLogger } from '../../gateway/src/log.js';
+import { modelArgs } from '../../gateway/src/qemu.js';
 import { Qmp } from '../../gateway/src/qmp.js';
 import { PciemBackend } from '../../gateway/src/relay/pciem-host.js';
 import { GatewayServer } from '../../gateway/src/relay/server.js';
@@ -65,8 +66,8 @@ export interface Chain {
 export interface ChainOptions {
   /** Extra QEMU arguments (e.g. a VNC display). */
   qemuArgs?: string[];
-  /** Extra properties of the card model (e.g. frame-log=ID). */
-  deviceProps?: string;
+  /** Extra properties of the card model (e.g. frame-log: a chardev in qemuArgs). */
+  deviceProps?: Record<string, string | boolean>;
 }
 
 /** pciem.ko must be loaded; loads protopciem.ko (PROTOPCIEM_KO) once the card is there. */
@@ -75,14 +76,10 @@ export async function startChain(opts: ChainOptions = {}): Promise<Chain> {
   const server = new GatewayServer({ backend: new PciemBackend({ readTimeoutMs: 2000 }), description: desc, log: createLogger({ level: 'info' }) });
   await server.listen('/tmp/gw.sock');
   step('gateway listening');
-  const qemu = spawn(env('QEMU'), [
-    '-machine', 'x-remote,vfio-user=off', '-nodefaults', '-display', 'none',
-    ...(opts.qemuArgs ?? []),
-    '-device', `protopciem,id=card0,msi=on${opts.deviceProps ? `,${opts.deviceProps}` : ''}`,
-    '-chardev', 'socket,id=gw,path=/tmp/gw.sock',
-    '-object', 'pciem-bridge,id=br0,device=card0,chardev=gw',
-    '-qmp', 'unix:/tmp/qmp.sock,server=on,wait=off',
-  ], { stdio: ['ignore', 'inherit', 'inherit'] });
+  const qemu = spawn(env('QEMU'), modelArgs(desc, {
+    socket: '/tmp/gw.sock', qmp: '/tmp/qmp.sock',
+    ...(opts.qemuArgs ? { extra: opts.qemuArgs } : {}), ...(opts.deviceProps ? { deviceProps: opts.deviceProps } : {}),
+  }), { stdio: ['ignore', 'inherit', 'inherit'] });
   let exit: string | null = null;
   qemu.on('exit', (code, sig) => {
     exit = `QEMU exited: ${String(code ?? sig)}`;

@@ -22,7 +22,7 @@ async function main(): Promise<void> {
   const file = await doom('file');
   step(`file mode: ${file.fps} frames/s`);
   sh('insmod', [env('PCIEM_KO')]);
-  const c = await startChain({ qemuArgs: ['-chardev', 'file,id=fl,path=/tmp/shown.log'], deviceProps: 'frame-log=fl,frame-log-hash=off' });
+  const c = await startChain({ qemuArgs: ['-chardev', 'file,id=fl,path=/tmp/shown.log'], deviceProps: { 'frame-log': 'fl', 'frame-log-hash': false } });
   let card: { frames: number; fps: number };
   try {
     card = await doom('card', ['--times', '/tmp/submitted.log']);

@@ -3,10 +3,11 @@
 // the pciem-bridge, with a TypeScript driver on the fake host: what the
 // no-kernel integration test and the host benchmarks stand on.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadDescription } from '../../gateway/src/description.js';
+import { modelArgs } from '../../gateway/src/qemu.js';
 import { Qmp } from '../../gateway/src/qmp.js';
 import { FakeBackend, type FakeHost } from '../../gateway/src/relay/fake-host.js';
 import { GatewayServer } from '../../gateway/src/relay/server.js';
@@ -44,19 +45,16 @@ export async function startRig(opts: RigOptions = {}): Promise<CardRig> {
   const binary = opts.binary ?? qemuBinary();
   const dir = mkdtempSync(join(tmpdir(), 'pciem-rig-'));
   const backend = new FakeBackend(5000);
-  const server = new GatewayServer({ backend, description: loadDescription(join(repoRoot, 'gateway/devices/protopciem.json')) });
+  const description = loadDescription(join(repoRoot, 'gateway/devices/protopciem.json'));
+  const server = new GatewayServer({ backend, description });
   await server.listen(join(dir, 'gw.sock'));
   const ready = server.nextDevice(60_000);
   const made = backend.nextDevice(60_000);
   let log = '';
-  const qemu = spawn(binary, [
-    '-machine', 'x-remote,vfio-user=off', '-nodefaults', '-display', 'none',
-    ...(opts.frameLog ? ['-chardev', `file,id=fl,path=${opts.frameLog}`] : []),
-    '-device', `protopciem,id=card0,msi=on${opts.frameLog ? ',frame-log=fl' : ''}`,
-    '-chardev', `socket,id=gw,path=${join(dir, 'gw.sock')}`,
-    '-object', 'pciem-bridge,id=br0,device=card0,chardev=gw',
-    '-qmp', `unix:${join(dir, 'qmp.sock')},server=on,wait=off`,
-  ], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const qemu = spawn(binary, modelArgs(description, {
+    socket: join(dir, 'gw.sock'), qmp: join(dir, 'qmp.sock'),
+    ...(opts.frameLog ? { extra: ['-chardev', `file,id=fl,path=${opts.frameLog}`], deviceProps: { 'frame-log': 'fl' } } : {}),
+  }), { stdio: ['ignore', 'pipe', 'pipe'] });
   qemu.stdout.on('data', (b: Buffer) => (log += b.toString()));
   qemu.stderr.on('data', (b: Buffer) => (log += b.toString()));
   const close = async (): Promise<void> => {
@@ -74,12 +72,9 @@ export async function startRig(opts: RigOptions = {}): Promise<CardRig> {
       dir, server, session, host, drv, qmp, qemu,
       log: () => log,
       async screen() {
-        const file = join(dir, 'shot.ppm');
-        await qmp.screendump(file, { format: 'ppm' });
-        const ppm = readFileSync(file);
-        const hdr = 'P6\n640 480\n255\n';
-        if (ppm.subarray(0, hdr.length).toString('latin1') !== hdr) throw new Error('screendump: not a 640x480 P6 PPM');
-        return ppm.subarray(hdr.length);
+        const s = await qmp.screenPixels(join(dir, 'shot.ppm'));
+        if (s.width !== 640 || s.height !== 480) throw new Error(`screendump: ${s.width}x${s.height}, not the card's 640x480`);
+        return s.pixels;
       },
       async close() {
         qmp.close();

@@ -6,6 +6,7 @@
 //
 // Environment: QEMU, PCIEM_KO, PROTOPCIEM_KO, DOOM_RUN.
 import { readFileSync } from 'node:fs';
+import { fnv1a64 } from '../../lib/fnv.js';
 import type { Qmp } from '../../../gateway/src/qmp.js';
 import { drv, env, sh, startChain, step, stopChain } from '../../../guests/demo/chain.js';
 
@@ -16,16 +17,9 @@ const hashes = (file: string): string[] => readFileSync(file, 'utf8').split('\n'
 // "frames: N (F frames/s ...)" line is measured by the hook in real time.
 const fps = (out: string): number => Number(/frames: \d+ \(([\d.]+) frames\/s/.exec(out)?.[1] ?? NaN);
 
-function fnv(b: Uint8Array): string {
-  let h = 0xcbf29ce484222325n;
-  for (const x of b) h = ((h ^ BigInt(x)) * 0x100000001b3n) & 0xffff_ffff_ffff_ffffn;
-  return h.toString(16).padStart(16, '0');
-}
-
+/** The hash of what the card displays now. */
 async function screenHash(qmp: Qmp): Promise<string> {
-  await qmp.execute('screendump', { filename: '/tmp/last.ppm', format: 'ppm' });
-  const ppm = readFileSync('/tmp/last.ppm');
-  return fnv(ppm.subarray('P6\n640 480\n255\n'.length));
+  return fnv1a64((await qmp.screenPixels('/tmp/last.ppm')).pixels);
 }
 
 async function main(): Promise<void> {
@@ -38,7 +32,7 @@ async function main(): Promise<void> {
   step(`reference: ${String(result.fpsFile)} fps`);
 
   sh('insmod', [env('PCIEM_KO')]);
-  const c = await startChain({ qemuArgs: ['-chardev', 'file,id=fl,path=/tmp/card.hashes'], deviceProps: 'frame-log=fl' });
+  const c = await startChain({ qemuArgs: ['-chardev', 'file,id=fl,path=/tmp/card.hashes'], deviceProps: { 'frame-log': 'fl' } });
   try {
     t = Date.now();
     // What counts is what the card displayed (its frame log); hashing the
