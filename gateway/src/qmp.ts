@@ -13,6 +13,7 @@
 // pending command is rejected at once), PCIEM_ERR_QMP_MALFORMED (the peer
 // is not speaking QMP: the connection is dropped).
 import { EventEmitter } from 'node:events';
+import { readFile } from 'node:fs/promises';
 import { connect as netConnect, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fromSysError, PciemError } from './errors.js';
@@ -45,6 +46,13 @@ export interface QmpStatus {
   running: boolean;
   /** RunState, e.g. running, paused, inmigrate, shutdown, internal-error. */
   status: string;
+}
+
+export interface ScreenPixels {
+  width: number;
+  height: number;
+  /** RGB888, row by row, no padding. */
+  pixels: Buffer;
 }
 
 export interface PciRegion {
@@ -236,6 +244,22 @@ export class Qmp extends EventEmitter<QmpEvents> {
   /** Writes the display of `device` (default: the first console) to `file` on QEMU's side. */
   async screendump(file: string, how: { device?: string; head?: number; format?: 'ppm' | 'png' } = {}, opts?: CommandOptions): Promise<void> {
     await this.execute('screendump', { filename: file, format: how.format ?? 'ppm', ...(how.device !== undefined ? { device: how.device } : {}), ...(how.head !== undefined ? { head: how.head } : {}) }, opts);
+  }
+
+  /**
+   * The display's pixels now: a PPM screendump into `file` (QEMU and this
+   * process must share it), read back; RGB888, row by row.
+   */
+  async screenPixels(file: string, how: { device?: string; head?: number } = {}, opts?: CommandOptions): Promise<ScreenPixels> {
+    await this.screendump(file, { ...how, format: 'ppm' }, opts);
+    const ppm = await readFile(file);
+    const m = /^P6\s+(\d+)\s+(\d+)\s+255\s/.exec(ppm.subarray(0, 32).toString('latin1'));
+    const width = Number(m?.[1]);
+    const height = Number(m?.[2]);
+    if (!m || ppm.length - m[0].length !== width * height * 3) {
+      throw new PciemError('PCIEM_ERR_IO', `screendump ${file}: not a binary PPM of the size its header says`);
+    }
+    return { width, height, pixels: ppm.subarray(m[0].length) };
   }
 
   /** Every PCI bus QEMU has, with its devices, BARs and IDs. */

@@ -11,14 +11,9 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Bits, Cmd, Const, Err, Reg } from '../../proto/generated/protopciem.js';
 import { startRig, type CardRig } from '../lib/card-rig.js';
+import { entry } from '../lib/cmdbuf.js';
+import { fnv1a64 } from '../lib/fnv.js';
 import { PROCESS_IOVA } from '../lib/proto-driver.js';
-
-function entry(op: number, len: number): Buffer {
-  const b = Buffer.alloc(len);
-  b.writeUInt16LE(op, 0);
-  b.writeUInt32LE(len, 4);
-  return b;
-}
 
 describe('gateway + QEMU card model, no kernel (FakeHost)', function () {
   this.timeout(120_000);
@@ -73,20 +68,9 @@ describe('gateway + QEMU card model, no kernel (FakeHost)', function () {
   });
 
   it('EXECUTE_CMDBUF: CLEAR, DRAW_LINE and BLIT_RECT reach the display', async function () {
-    const clear = entry(1, 12);
-    clear.set([0x10, 0x20, 0x30, 0xff], 8);
-    const line = entry(2, 20);
-    line.writeUInt16LE(0, 8);
-    line.writeUInt16LE(10, 10);
-    line.writeUInt16LE(99, 12);
-    line.writeUInt16LE(10, 14);
-    line.set([0xff, 0, 0, 0xff], 16);
-    const blit = entry(3, 16 + 2 * 2 * 3);
-    blit.writeUInt16LE(600, 8);
-    blit.writeUInt16LE(400, 10);
-    blit.writeUInt16LE(2, 12);
-    blit.writeUInt16LE(2, 14);
-    blit.set([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], 16);
+    const clear = entry('CLEAR', { R: 0x10, G: 0x20, B: 0x30, A: 0xff });
+    const line = entry('DRAW_LINE', { X0: 0, Y0: 10, X1: 99, Y1: 10, R: 0xff, G: 0, B: 0, A: 0xff });
+    const blit = entry('BLIT_RECT', { X: 600, Y: 400, WIDTH: 2, HEIGHT: 2 }, Uint8Array.from([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]));
     const c = await rig.drv.executeCmdbuf(Buffer.concat([clear, line, blit]));
     expect(c.errorCode).to.equal(0);
     expect(c.result).to.equal(3n);
@@ -112,18 +96,13 @@ describe('gateway + QEMU card model, no kernel (FakeHost)', function () {
   });
 
   it('the frame-log property logs every frame DMA_FRAME shows: its number, FNV-1a 64 hash and display time', async function () {
-    const fnv = (b: Uint8Array): string => {
-      let h = 0xcbf29ce484222325n;
-      for (const x of b) h = ((h ^ BigInt(x)) * 0x100000001b3n) & 0xffff_ffff_ffff_ffffn;
-      return h.toString(16).padStart(16, '0');
-    };
     const before = readFileSync(frameLog, 'utf8').split('\n').filter(Boolean).length;
     const want: string[] = [];
     for (let k = 0; k < 3; k++) {
       const f = rig.drv.frames.subarray(0, Const.FB_SIZE);
       for (let i = 0; i < f.length; i += 997) f[i] = (k * 31 + i) & 0xff;
       expect((await rig.drv.showFrame(0)).errorCode).to.equal(0);
-      want.push(`${before + k} ${fnv(f)}`);
+      want.push(`${before + k} ${fnv1a64(f)}`);
     }
     const lines = readFileSync(frameLog, 'utf8').split('\n').filter(Boolean).slice(before);
     expect(lines.map((l) => l.split(' ').slice(0, 2).join(' '))).to.deep.equal(want);

@@ -49,13 +49,11 @@ async function main(): Promise<void> {
   sh('rmmod', ['pciem']);
 }
 
-/** The card's display now: the PPM's pixels. */
+/** The card's display now: its pixels, 640x480 RGB888. */
 async function screen(qmp: Qmp): Promise<Buffer> {
-  await qmp.execute('screendump', { filename: '/tmp/shot.ppm', format: 'ppm' });
-  const ppm = readFileSync('/tmp/shot.ppm');
-  const hdr = 'P6\n640 480\n255\n';
-  if (ppm.subarray(0, hdr.length).toString('latin1') !== hdr) throw new Error(`screendump: unexpected header ${JSON.stringify(ppm.subarray(0, 20).toString('latin1'))}`);
-  return ppm.subarray(hdr.length);
+  const s = await qmp.screenPixels('/tmp/shot.ppm');
+  if (s.width !== 640 || s.height !== 480) throw new Error(`screendump: ${s.width}x${s.height}, not the card's 640x480`);
+  return s.pixels;
 }
 
 main().then(
