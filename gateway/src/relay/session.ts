@@ -140,7 +140,7 @@ export class ModelSession extends EventEmitter {
 
   /** Asks the model for its counters. */
   async modelStats(): Promise<StatsReply> {
-    const r = await this.request({ cmd: 'STATS', id: 0, reply: false, posted: false, error: 'NONE', body: {} });
+    const r = await this.request('STATS', {});
     return r.body as StatsReply;
   }
 
@@ -184,7 +184,8 @@ export class ModelSession extends EventEmitter {
     this.send({ cmd, id: this.takeId(), reply: false, posted: true, error: 'NONE', body } as Message);
   }
 
-  private request(m: Message, timeoutMs = this.timeoutMs): Promise<Message> {
+  /** A request to the model; resolves with its reply (a failed reply or a timeout rejects). */
+  private request<C extends CmdName>(cmd: C, body: Extract<Request, { cmd: C }>['body'], timeoutMs = this.timeoutMs): Promise<Message> {
     return new Promise((resolve, reject) => {
       if (this.state === 'closed') {
         reject(new PciemError('PCIEM_ERR_NO_DEVICE', 'session closed'));
@@ -194,10 +195,10 @@ export class ModelSession extends EventEmitter {
       const timer = setTimeout(() => {
         this.pending.delete(id);
         this.counters.timeouts++;
-        reject(new PciemError('PCIEM_ERR_TIMEOUT', `${m.cmd} ${id}: no reply within ${timeoutMs} ms`));
+        reject(new PciemError('PCIEM_ERR_TIMEOUT', `${cmd} ${id}: no reply within ${timeoutMs} ms`));
       }, timeoutMs);
-      this.pending.set(id, { cmd: m.cmd, resolve, reject, timer });
-      this.send({ ...m, id });
+      this.pending.set(id, { cmd, resolve, reject, timer });
+      this.send({ cmd, id, reply: false, posted: false, error: 'NONE', body } as Message);
     });
   }
 
@@ -447,7 +448,7 @@ export class ModelSession extends EventEmitter {
     try {
       const bytes = new Uint8Array(0x100);
       const read8 = async (o: number): Promise<number> => {
-        const r = await this.request({ cmd: 'CONFIG_READ', id: 0, reply: false, posted: false, error: 'NONE', body: { offset: o, size: 1 } });
+        const r = await this.request('CONFIG_READ', { offset: o, size: 1 });
         return (r.body as { value: number }).value & 0xff;
       };
       // The walk needs only the bytes it visits: fetch them as it goes.
@@ -488,7 +489,7 @@ export class ModelSession extends EventEmitter {
       },
       read: (token, bar, offset, size) => {
         this.counters.mmio_reads++;
-        this.request({ cmd: 'MMIO_READ', id: 0, reply: false, posted: false, error: 'NONE', body: { bar, offset, size } }).then(
+        this.request('MMIO_READ', { bar, offset, size }).then(
           (r) => this.host?.completeRead(token, (r.body as { value: bigint }).value & sizeMask(size)),
           (e: PciemError) => {
             this.log.warn('a driver read got no answer from the model: all-ones', { bar, offset, size, error: e.message });
@@ -503,13 +504,13 @@ export class ModelSession extends EventEmitter {
           return;
         }
         this.counters.config_writes++;
-        this.request({ cmd: 'CONFIG_WRITE', id: 0, reply: false, posted: false, error: 'NONE', body: { offset, size, value } }).catch((e: PciemError) => {
+        this.request('CONFIG_WRITE', { offset, size, value }).catch((e: PciemError) => {
           this.log.warn('the model did not apply a config write', { offset, size, value, error: e.message });
         });
       },
       reset: (kind: ResetKind) => {
         this.counters.resets++;
-        this.request({ cmd: 'RESET', id: 0, reply: false, posted: false, error: 'NONE', body: { kind } }).catch((e: PciemError) => {
+        this.request('RESET', { kind }).catch((e: PciemError) => {
           this.log.warn('the model did not reset', { kind, error: e.message });
         });
       },
