@@ -12,11 +12,11 @@
 //   DOOM frames/s                -timedemo demo1 through the card vs the
 //                                same timedemo in file mode, same VM
 import { execFileSync, spawnSync } from 'node:child_process';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import { CPrograms } from '../lib/ctest.js';
 import { qemuBinary } from '../lib/card-rig.js';
-import { kernelModule, repoRoot } from '../lib/paths.js';
-import { vmRunScript } from '../lib/vm.js';
+import { repoRoot } from '../lib/paths.js';
+import { chainEnv, vmRunScript } from '../lib/vm.js';
 
 type Json = Record<string, number>;
 
@@ -50,16 +50,14 @@ async function main(): Promise<void> {
     const relay = runHere('gateway + QEMU model, fake host', process.execPath, ['--import', 'tsx', 'test/bench/relay-host.ts']);
 
     console.error('bench: doorbell -> MSI in the VM (C card, then the gateway chain) ...');
-    const vm = await vmRunScript(`export QEMU=${qemu} PPCTL=${ppctl} CARD=${card} N=\${N:-1000}
-export PCIEM_KO=${relative(repoRoot, kernelModule('6.12', 'pciem'))} PROTOPCIEM_KO=${relative(repoRoot, kernelModule('6.12', 'protopciem'))}
+    const vm = await vmRunScript(`${chainEnv(qemu, { PPCTL: ppctl, CARD: card, N: '${N:-1000}' })}
 node --import tsx test/bench/doorbell-vm.ts`, { timeoutSec: 900, memoryMiB: 3072, cpus: 2 });
     if (vm.code !== 0) throw new Error(`the VM benchmark failed (${vm.code}):\n${vm.output}${vm.harness}`);
     const dv = JSON.parse(vm.output.split('\n').reverse().find((l) => l.startsWith('{')) ?? '{}') as { c: Json; gateway: Json };
 
     console.error('bench: DOOM -timedemo demo1 in the VM (file mode, then through the card; a few minutes) ...');
     execFileSync('make', ['--no-print-directory', 'doom'], { cwd: repoRoot, stdio: ['ignore', 'ignore', 'inherit'] });
-    const dm = await vmRunScript(`export QEMU=${qemu} DOOM_RUN=${join(repoRoot, 'guests/doom/run-doom')}
-export PCIEM_KO=${relative(repoRoot, kernelModule('6.12', 'pciem'))} PROTOPCIEM_KO=${relative(repoRoot, kernelModule('6.12', 'protopciem'))}
+    const dm = await vmRunScript(`${chainEnv(qemu, { DOOM_RUN: join(repoRoot, 'guests/doom/run-doom') })}
 node --import tsx test/bench/doom-vm.ts`, { timeoutSec: 1800, memoryMiB: 3072, cpus: 2 });
     if (dm.code !== 0) throw new Error(`the DOOM benchmark failed (${dm.code}):\n${dm.output}${dm.harness}`);
     const doom = jsonLine(dm.output, 'DOOM in the VM');

@@ -3,7 +3,8 @@ import { spawn } from 'node:child_process';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type KernelVersion, repoRoot } from './paths.js';
+import { relative } from 'node:path';
+import { type KernelVersion, kernelModule, repoRoot } from './paths.js';
 
 export interface VmOptions {
   kernel?: KernelVersion;
@@ -89,4 +90,19 @@ export async function vmRunScript(script: string, opts: VmOptions = {}): Promise
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * The `export` line a VM script needs to bring up the card chain
+ * (guests/demo/chain.ts): the QEMU binary and the 6.12 modules, plus
+ * `more` (values are put in as given: shell syntax allowed).
+ */
+export function chainEnv(qemu: string, more: Record<string, string> = {}): string {
+  const vars = {
+    QEMU: qemu,
+    PCIEM_KO: relative(repoRoot, kernelModule('6.12', 'pciem')),
+    PROTOPCIEM_KO: relative(repoRoot, kernelModule('6.12', 'protopciem')),
+    ...more,
+  };
+  return `export ${Object.entries(vars).map(([k, v]) => `${k}=${v}`).join(' ')}`;
 }

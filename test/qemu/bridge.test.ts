@@ -13,17 +13,14 @@ import {
   BAR,
   Bits,
   Cmd as CardCmd,
-  CmdbufEntry,
-  CmdbufHeader,
   Const,
   ERR_NAMES,
-  type FieldInfo,
-  type OpName,
   PCI,
   Reg,
   type RegName,
 } from '../../proto/generated/protopciem.js';
 import { BarFlags, Caps, type ErrName, HEADER_SIZE, IrqKind, Limits, type Message, MsiFlags, type Region, ResetKind, Role } from '../../proto/generated/wire.js';
+import { entry } from '../lib/cmdbuf.js';
 import { repoRoot } from '../lib/paths.js';
 import { Qmp } from '../../gateway/src/qmp.js';
 import { WirePeer, WireReplyError } from '../lib/wirepeer.js';
@@ -206,22 +203,6 @@ function expectOk(o: Outcome): void {
 }
 
 // ---- frames, command buffers and images ----------------------------------------
-
-function entry(op: OpName, fields: Record<string, number> = {}, trailer?: Uint8Array): Buffer {
-  const e = CmdbufEntry[op];
-  const length = e.size + (trailer?.length ?? 0);
-  const b = Buffer.alloc(length);
-  b.writeUInt16LE(e.opcode, CmdbufHeader.fields.OPCODE.offset);
-  b.writeUInt32LE(length, CmdbufHeader.fields.LENGTH.offset);
-  for (const [name, f] of Object.entries(e.fields as Record<string, FieldInfo>)) {
-    const v = fields[name] ?? 0;
-    if (f.type === 'u8') b.writeUInt8(v, f.offset);
-    else if (f.type === 'u16') b.writeUInt16LE(v, f.offset);
-    else b.writeUInt32LE(v, f.offset);
-  }
-  if (trailer !== undefined && e.trailer !== null) b.set(trailer, e.trailer.offset);
-  return b;
-}
 
 type Rgb = readonly [number, number, number];
 

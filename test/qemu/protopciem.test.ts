@@ -22,14 +22,13 @@ import {
   ERR_NAMES,
   Err,
   type ErrName,
-  type FieldInfo,
-  type OpName,
   PCI,
   REGISTERS,
   Reg,
   type RegName,
   SPEC_VERSION_VALUE,
 } from '../../proto/generated/protopciem.js';
+import { entry } from '../lib/cmdbuf.js';
 import { repoRoot } from '../lib/paths.js';
 import { Qmp } from '../../gateway/src/qmp.js';
 import { QTest } from '../lib/qtest.js';
@@ -322,22 +321,6 @@ async function expectAlive(card: Card): Promise<void> {
 }
 
 // ---- command buffers, encoded from the generated layout -------------------------
-
-function entry(op: OpName, fields: Record<string, number> = {}, trailer?: Uint8Array, pad = 0): Buffer {
-  const e = CmdbufEntry[op];
-  const length = e.size + (trailer?.length ?? 0) + pad;
-  const b = Buffer.alloc(length);
-  b.writeUInt16LE(e.opcode, CmdbufHeader.fields.OPCODE.offset);
-  b.writeUInt32LE(length, CmdbufHeader.fields.LENGTH.offset);
-  for (const [name, f] of Object.entries(e.fields as Record<string, FieldInfo>)) {
-    const v = fields[name] ?? 0;
-    if (f.type === 'u8') b.writeUInt8(v, f.offset);
-    else if (f.type === 'u16') b.writeUInt16LE(v, f.offset);
-    else b.writeUInt32LE(v, f.offset);
-  }
-  if (trailer !== undefined && e.trailer !== null) b.set(trailer, e.trailer.offset);
-  return b;
-}
 
 type Rgb = readonly [number, number, number];
 

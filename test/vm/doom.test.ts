@@ -6,9 +6,9 @@
 // final screendump must be the last reference frame.
 import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
-import { join, relative } from 'node:path';
-import { kernelModule, repoRoot } from '../lib/paths.js';
-import { vmRunScript } from '../lib/vm.js';
+import { join } from 'node:path';
+import { repoRoot } from '../lib/paths.js';
+import { chainEnv, vmRunScript } from '../lib/vm.js';
 
 describe('DOOM through the card in the 6.12 VM', function () {
   this.timeout(1_800_000);
@@ -20,8 +20,7 @@ describe('DOOM through the card in the 6.12 VM', function () {
   });
 
   it('-timedemo demo1: every frame the card showed is the reference frame, in order; the last screendump is the last frame', async function () {
-    const r = await vmRunScript(`export QEMU=${qemu} DOOM_RUN=${join(repoRoot, 'guests/doom/run-doom')}
-export PCIEM_KO=${relative(repoRoot, kernelModule('6.12', 'pciem'))} PROTOPCIEM_KO=${relative(repoRoot, kernelModule('6.12', 'protopciem'))}
+    const r = await vmRunScript(`${chainEnv(qemu, { DOOM_RUN: join(repoRoot, 'guests/doom/run-doom') })}
 node --import tsx test/vm/scripts/doom-card.ts
 dmesg | grep -E 'BUG:|Oops|WARNING:|Call Trace|general protection' || echo "dmesg clean"`, { timeoutSec: 1700, memoryMiB: 3072, cpus: 2 });
     const line = r.output.split('\n').find((l) => l.startsWith('{'));

@@ -5,10 +5,10 @@
 // screendump. test/vm/scripts/e2e-card.ts runs the chain inside the VM.
 import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import { CPrograms, compileC } from '../lib/ctest.js';
-import { kernelModule, repoRoot } from '../lib/paths.js';
-import { vmRunScript } from '../lib/vm.js';
+import { repoRoot } from '../lib/paths.js';
+import { chainEnv, vmRunScript } from '../lib/vm.js';
 
 describe('end to end in the 6.12 VM: driver -> pciem.ko -> gateway -> QEMU card', function () {
   this.timeout(900_000);
@@ -26,8 +26,7 @@ describe('end to end in the 6.12 VM: driver -> pciem.ko -> gateway -> QEMU card'
   });
 
   it('commands, a command buffer and a frame through the whole chain; the frame is byte-exact on the display', async function () {
-    const r = await vmRunScript(`export QEMU=${qemu} PPCTL=${join(progs.dir, 'ppctl')}
-export PCIEM_KO=${relative(repoRoot, kernelModule('6.12', 'pciem'))} PROTOPCIEM_KO=${relative(repoRoot, kernelModule('6.12', 'protopciem'))}
+    const r = await vmRunScript(`${chainEnv(qemu, { PPCTL: join(progs.dir, 'ppctl') })}
 node --import tsx test/vm/scripts/e2e-card.ts
 dmesg | grep -E 'BUG:|Oops|WARNING:|Call Trace|general protection' || echo "dmesg clean"`, { timeoutSec: 600, memoryMiB: 3072, cpus: 2 });
     const line = r.output.split('\n').find((l) => l.startsWith('{'));
