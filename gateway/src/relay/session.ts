@@ -14,6 +14,7 @@ import {
 } from '../../../proto/generated/wire.js';
 import { mismatch } from '../description.js';
 import { capabilityList, sizeMask, translateConfig, type HostBackend, type HostDevice, type HostSink } from './host.js';
+import type { TraceEvent, Tracer } from './trace.js';
 
 export type SessionState = 'hello' | 'device' | 'running' | 'closed';
 
@@ -89,6 +90,13 @@ export class ModelSession extends EventEmitter {
   /** Capability layouts (ID -> offset): the host's (null: same as the model's) and the model's. */
   private hostCaps: Map<number, number> | null = null;
   private modelCaps = new Map<number, number>();
+
+  /** Gets every access that crosses the relay while set (the dashboard's event trace). */
+  tracer: Tracer | null = null;
+
+  private trace(ev: TraceEvent): void {
+    this.tracer?.(ev, process.hrtime.bigint());
+  }
 
   /** The model's capability layout (ID -> config offset), once the device is up. */
   get modelCapabilities(): ReadonlyMap<number, number> {
@@ -322,6 +330,7 @@ export class ModelSession extends EventEmitter {
       case 'MMIO_WRITE': {
         const b = m.body;
         host.store(b.bar, b.offset, b.size, b.value);
+        if (this.tracer) this.trace({ kind: 'bar_store', bar: b.bar, offset: b.offset, size: b.size, value: b.value });
         if (!m.posted) this.reply(m, {});
         return;
       }
@@ -330,6 +339,7 @@ export class ModelSession extends EventEmitter {
         if (data === undefined) return;
         this.counters.dma_reads++;
         this.counters.dma_bytes += BigInt(data.length);
+        if (this.tracer) this.trace({ kind: 'dma_read', addr: m.body.addr, len: m.body.len });
         this.reply(m, { data });
         return;
       }
@@ -341,15 +351,18 @@ export class ModelSession extends EventEmitter {
         if (!ok) return;
         this.counters.dma_writes++;
         this.counters.dma_bytes += BigInt(m.body.data.length);
+        if (this.tracer) this.trace({ kind: 'dma_write', addr: m.body.addr, len: m.body.data.length });
         if (!m.posted) this.reply(m, {});
         return;
       }
       case 'MSI':
         this.counters.interrupts++;
+        if (this.tracer) this.trace({ kind: 'msi', irq: m.body.kind, vector: m.body.vector });
         this.hostAsync(m, this.hostCall(m, () => host.msi(m.body.kind, m.body.vector)));
         return;
       case 'INTX':
         this.counters.interrupts++;
+        if (this.tracer) this.trace({ kind: 'intx', level: m.body.level });
         this.hostAsync(m, this.hostCall(m, () => host.intx(m.body.level)));
         return;
       default:
@@ -485,15 +498,20 @@ export class ModelSession extends EventEmitter {
     return {
       write: (bar, offset, size, value) => {
         this.counters.mmio_writes++;
+        if (this.tracer) this.trace({ kind: 'mmio_write', bar, offset, size, value });
         this.post('MMIO_WRITE', { bar, offset, size, value });
       },
       read: (token, bar, offset, size) => {
         this.counters.mmio_reads++;
+        const done = (value: bigint): void => {
+          this.host?.completeRead(token, value);
+          if (this.tracer) this.trace({ kind: 'mmio_read', bar, offset, size, value });
+        };
         this.request('MMIO_READ', { bar, offset, size }).then(
-          (r) => this.host?.completeRead(token, (r.body as { value: bigint }).value & sizeMask(size)),
+          (r) => done((r.body as { value: bigint }).value & sizeMask(size)),
           (e: PciemError) => {
             this.log.warn('a driver read got no answer from the model: all-ones', { bar, offset, size, error: e.message });
-            this.host?.completeRead(token, sizeMask(size));
+            done(sizeMask(size));
           },
         );
       },
@@ -504,12 +522,14 @@ export class ModelSession extends EventEmitter {
           return;
         }
         this.counters.config_writes++;
+        if (this.tracer) this.trace({ kind: 'config_write', offset, size, value });
         this.request('CONFIG_WRITE', { offset, size, value }).catch((e: PciemError) => {
           this.log.warn('the model did not apply a config write', { offset, size, value, error: e.message });
         });
       },
       reset: (kind: ResetKind) => {
         this.counters.resets++;
+        if (this.tracer) this.trace({ kind: 'reset', reset: kind });
         this.request('RESET', { kind }).catch((e: PciemError) => {
           this.log.warn('the model did not reset', { kind, error: e.message });
         });
