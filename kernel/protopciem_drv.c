@@ -274,13 +274,18 @@ out:
 }
 
 /*
- * argsz covers at least the struct this driver knows; a newer userspace's
- * larger struct is accepted only if the bytes beyond are zero.
+ * Copies in an ioctl's argument struct, whose first field is argsz: argsz
+ * covers at least the struct this driver knows; a newer userspace's larger
+ * struct is accepted only if the bytes beyond are zero.
  */
-static int ppc_check_argsz(const void __user *uarg, u32 argsz, size_t ksize)
+static int __ppc_copy_args(void *karg, const void __user *uarg, size_t ksize)
 {
+	u32 argsz;
 	int ret;
 
+	if (copy_from_user(karg, uarg, ksize))
+		return -EFAULT;
+	argsz = *(u32 *)karg;
 	if (argsz < ksize)
 		return -EINVAL;
 	if (argsz == ksize)
@@ -291,14 +296,18 @@ static int ppc_check_argsz(const void __user *uarg, u32 argsz, size_t ksize)
 	return ret ? 0 : -E2BIG;
 }
 
+#define ppc_copy_args(a, uarg)                                     \
+	({                                                          \
+		BUILD_BUG_ON(offsetof(typeof(a), argsz) != 0);      \
+		__ppc_copy_args(&(a), (uarg), sizeof(a));           \
+	})
+
 static long ppc_submit_frame(struct ppc_dev *p, void __user *uarg)
 {
 	struct protopciem_submit_frame a;
 	int ret;
 
-	if (copy_from_user(&a, uarg, sizeof(a)))
-		return -EFAULT;
-	ret = ppc_check_argsz(uarg, a.argsz, sizeof(a));
+	ret = ppc_copy_args(a, uarg);
 	if (ret)
 		return ret;
 	if (a.flags || a.reserved || a.buffer >= PROTOPCIEM_FRAMES)
@@ -312,9 +321,7 @@ static long ppc_arith(struct ppc_dev *p, void __user *uarg)
 	struct protopciem_arith a;
 	int ret;
 
-	if (copy_from_user(&a, uarg, sizeof(a)))
-		return -EFAULT;
-	ret = ppc_check_argsz(uarg, a.argsz, sizeof(a));
+	ret = ppc_copy_args(a, uarg);
 	if (ret)
 		return ret;
 	if (a.flags)
@@ -335,9 +342,7 @@ static long ppc_process(struct ppc_dev *p, void __user *uarg)
 	struct protopciem_process a;
 	int ret;
 
-	if (copy_from_user(&a, uarg, sizeof(a)))
-		return -EFAULT;
-	ret = ppc_check_argsz(uarg, a.argsz, sizeof(a));
+	ret = ppc_copy_args(a, uarg);
 	if (ret)
 		return ret;
 	if (a.flags || !a.len || a.len % 4 || a.len > PROTOPCIEM_PROCESS_MAX)
@@ -361,9 +366,7 @@ static long ppc_p2p(struct ppc_dev *p, void __user *uarg)
 	bool read;
 	int ret;
 
-	if (copy_from_user(&a, uarg, sizeof(a)))
-		return -EFAULT;
-	ret = ppc_check_argsz(uarg, a.argsz, sizeof(a));
+	ret = ppc_copy_args(a, uarg);
 	if (ret)
 		return ret;
 	if (a.flags || (a.op != PROTOPCIEM_CMD_P2P_READ && a.op != PROTOPCIEM_CMD_P2P_WRITE) ||
