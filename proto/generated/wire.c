@@ -903,6 +903,51 @@ static int wire_enc_stats_reply(msgpack_packer *pk, const struct pciem_wire_stat
 	return 0;
 }
 
+static int wire_dec_fence(const msgpack_object *o, struct pciem_wire_fence *b)
+{
+	uint32_t i, seen = 0;
+	uint64_t u;
+	int rc;
+
+	if (o->type != MSGPACK_OBJECT_MAP)
+		return -PCIEM_WIRE_ERR_TYPE;
+	for (i = 0; i < o->via.map.size; i++) {
+		const msgpack_object *k = &o->via.map.ptr[i].key;
+		const msgpack_object *v = &o->via.map.ptr[i].val;
+
+		if (wire_key_is(k, "count")) {
+			rc = wire_get_uint(v, UINT32_MAX, &u);
+			if (rc)
+				return rc;
+			b->count = (uint32_t)u;
+			seen |= 1u << 0;
+		} else {
+			return -PCIEM_WIRE_ERR_EXTRA;
+		}
+	}
+	if (seen != 0x1u)
+		return -PCIEM_WIRE_ERR_MISSING;
+	return 0;
+}
+
+static int wire_chk_fence(const struct pciem_wire_fence *b)
+{
+	if (b->count < 1u)
+		return -PCIEM_WIRE_ERR_RANGE;
+	return 0;
+}
+
+static int wire_enc_fence(msgpack_packer *pk, const struct pciem_wire_fence *b)
+{
+	if (msgpack_pack_map(pk, 1))
+		return -PCIEM_WIRE_ERR_IO;
+	if (wire_put_key(pk, "count"))
+		return -PCIEM_WIRE_ERR_IO;
+	if (msgpack_pack_uint64(pk, b->count))
+		return -PCIEM_WIRE_ERR_IO;
+	return 0;
+}
+
 static int wire_dec_device(const msgpack_object *o, struct pciem_wire_device *b)
 {
 	uint32_t i, seen = 0;
@@ -1333,6 +1378,89 @@ static int wire_enc_reset(msgpack_packer *pk, const struct pciem_wire_reset *b)
 	if (wire_put_key(pk, "kind"))
 		return -PCIEM_WIRE_ERR_IO;
 	if (msgpack_pack_uint64(pk, b->kind))
+		return -PCIEM_WIRE_ERR_IO;
+	return 0;
+}
+
+static int wire_dec_rings(const msgpack_object *o, struct pciem_wire_rings *b)
+{
+	uint32_t i, seen = 0;
+	uint64_t u;
+	int rc;
+
+	if (o->type != MSGPACK_OBJECT_MAP)
+		return -PCIEM_WIRE_ERR_TYPE;
+	for (i = 0; i < o->via.map.size; i++) {
+		const msgpack_object *k = &o->via.map.ptr[i].key;
+		const msgpack_object *v = &o->via.map.ptr[i].val;
+
+		if (wire_key_is(k, "slot_size")) {
+			rc = wire_get_uint(v, UINT32_MAX, &u);
+			if (rc)
+				return rc;
+			b->slot_size = (uint32_t)u;
+			seen |= 1u << 0;
+		} else if (wire_key_is(k, "slot_count")) {
+			rc = wire_get_uint(v, UINT32_MAX, &u);
+			if (rc)
+				return rc;
+			b->slot_count = (uint32_t)u;
+			seen |= 1u << 1;
+		} else if (wire_key_is(k, "g2m_offset")) {
+			rc = wire_get_uint(v, UINT64_MAX, &u);
+			if (rc)
+				return rc;
+			b->g2m_offset = (uint64_t)u;
+			seen |= 1u << 2;
+		} else if (wire_key_is(k, "m2g_offset")) {
+			rc = wire_get_uint(v, UINT64_MAX, &u);
+			if (rc)
+				return rc;
+			b->m2g_offset = (uint64_t)u;
+			seen |= 1u << 3;
+		} else {
+			return -PCIEM_WIRE_ERR_EXTRA;
+		}
+	}
+	if (seen != 0xfu)
+		return -PCIEM_WIRE_ERR_MISSING;
+	return 0;
+}
+
+static int wire_chk_rings(const struct pciem_wire_rings *b)
+{
+	if (b->slot_size < 32u || b->slot_size > 4096u)
+		return -PCIEM_WIRE_ERR_RANGE;
+	if (b->slot_count < 2u || b->slot_count > 0x100000u)
+		return -PCIEM_WIRE_ERR_RANGE;
+	if ((uint64_t)b->slot_size % 16u != 0u)
+		return -PCIEM_WIRE_ERR_RANGE;
+	if ((uint64_t)b->g2m_offset % 4096u != 0u)
+		return -PCIEM_WIRE_ERR_RANGE;
+	if ((uint64_t)b->m2g_offset % 4096u != 0u)
+		return -PCIEM_WIRE_ERR_RANGE;
+	return 0;
+}
+
+static int wire_enc_rings(msgpack_packer *pk, const struct pciem_wire_rings *b)
+{
+	if (msgpack_pack_map(pk, 4))
+		return -PCIEM_WIRE_ERR_IO;
+	if (wire_put_key(pk, "slot_size"))
+		return -PCIEM_WIRE_ERR_IO;
+	if (msgpack_pack_uint64(pk, b->slot_size))
+		return -PCIEM_WIRE_ERR_IO;
+	if (wire_put_key(pk, "slot_count"))
+		return -PCIEM_WIRE_ERR_IO;
+	if (msgpack_pack_uint64(pk, b->slot_count))
+		return -PCIEM_WIRE_ERR_IO;
+	if (wire_put_key(pk, "g2m_offset"))
+		return -PCIEM_WIRE_ERR_IO;
+	if (msgpack_pack_uint64(pk, b->g2m_offset))
+		return -PCIEM_WIRE_ERR_IO;
+	if (wire_put_key(pk, "m2g_offset"))
+		return -PCIEM_WIRE_ERR_IO;
+	if (msgpack_pack_uint64(pk, b->m2g_offset))
 		return -PCIEM_WIRE_ERR_IO;
 	return 0;
 }
@@ -1982,6 +2110,8 @@ static int wire_dec_body(const msgpack_object *o, struct pciem_wire_msg *m)
 			return wire_dec_device_reply(o, &m->body.device_reply);
 		case PCIEM_WIRE_CMD_RESET:
 			return wire_dec_empty(o);
+		case PCIEM_WIRE_CMD_RINGS:
+			return wire_dec_empty(o);
 		case PCIEM_WIRE_CMD_MMIO_READ:
 			return wire_dec_mmio_read_reply(o, &m->body.mmio_read_reply);
 		case PCIEM_WIRE_CMD_MMIO_WRITE:
@@ -2004,10 +2134,14 @@ static int wire_dec_body(const msgpack_object *o, struct pciem_wire_msg *m)
 		return wire_dec_error(o, &m->body.error);
 	case PCIEM_WIRE_CMD_STATS:
 		return wire_dec_empty(o);
+	case PCIEM_WIRE_CMD_FENCE:
+		return wire_dec_fence(o, &m->body.fence);
 	case PCIEM_WIRE_CMD_DEVICE:
 		return wire_dec_device(o, &m->body.device);
 	case PCIEM_WIRE_CMD_RESET:
 		return wire_dec_reset(o, &m->body.reset);
+	case PCIEM_WIRE_CMD_RINGS:
+		return wire_dec_rings(o, &m->body.rings);
 	case PCIEM_WIRE_CMD_MMIO_READ:
 		return wire_dec_mmio_read(o, &m->body.mmio_read);
 	case PCIEM_WIRE_CMD_MMIO_WRITE:
@@ -2042,6 +2176,8 @@ static int wire_chk_body(const struct pciem_wire_msg *m)
 			return wire_chk_device_reply(&m->body.device_reply);
 		case PCIEM_WIRE_CMD_RESET:
 			return 0;
+		case PCIEM_WIRE_CMD_RINGS:
+			return 0;
 		case PCIEM_WIRE_CMD_MMIO_READ:
 			return wire_chk_mmio_read_reply(&m->body.mmio_read_reply);
 		case PCIEM_WIRE_CMD_MMIO_WRITE:
@@ -2064,10 +2200,14 @@ static int wire_chk_body(const struct pciem_wire_msg *m)
 		return wire_chk_error(&m->body.error);
 	case PCIEM_WIRE_CMD_STATS:
 		return 0;
+	case PCIEM_WIRE_CMD_FENCE:
+		return wire_chk_fence(&m->body.fence);
 	case PCIEM_WIRE_CMD_DEVICE:
 		return wire_chk_device(&m->body.device);
 	case PCIEM_WIRE_CMD_RESET:
 		return wire_chk_reset(&m->body.reset);
+	case PCIEM_WIRE_CMD_RINGS:
+		return wire_chk_rings(&m->body.rings);
 	case PCIEM_WIRE_CMD_MMIO_READ:
 		return wire_chk_mmio_read(&m->body.mmio_read);
 	case PCIEM_WIRE_CMD_MMIO_WRITE:
@@ -2102,6 +2242,8 @@ static int wire_enc_body(msgpack_packer *pk, const struct pciem_wire_msg *m)
 			return wire_enc_device_reply(pk, &m->body.device_reply);
 		case PCIEM_WIRE_CMD_RESET:
 			return msgpack_pack_map(pk, 0) ? -PCIEM_WIRE_ERR_IO : 0;
+		case PCIEM_WIRE_CMD_RINGS:
+			return msgpack_pack_map(pk, 0) ? -PCIEM_WIRE_ERR_IO : 0;
 		case PCIEM_WIRE_CMD_MMIO_READ:
 			return wire_enc_mmio_read_reply(pk, &m->body.mmio_read_reply);
 		case PCIEM_WIRE_CMD_MMIO_WRITE:
@@ -2124,10 +2266,14 @@ static int wire_enc_body(msgpack_packer *pk, const struct pciem_wire_msg *m)
 		return wire_enc_error(pk, &m->body.error);
 	case PCIEM_WIRE_CMD_STATS:
 		return msgpack_pack_map(pk, 0) ? -PCIEM_WIRE_ERR_IO : 0;
+	case PCIEM_WIRE_CMD_FENCE:
+		return wire_enc_fence(pk, &m->body.fence);
 	case PCIEM_WIRE_CMD_DEVICE:
 		return wire_enc_device(pk, &m->body.device);
 	case PCIEM_WIRE_CMD_RESET:
 		return wire_enc_reset(pk, &m->body.reset);
+	case PCIEM_WIRE_CMD_RINGS:
+		return wire_enc_rings(pk, &m->body.rings);
 	case PCIEM_WIRE_CMD_MMIO_READ:
 		return wire_enc_mmio_read(pk, &m->body.mmio_read);
 	case PCIEM_WIRE_CMD_MMIO_WRITE:
@@ -2158,9 +2304,13 @@ static int wire_reply_policy(unsigned int cmd)
 		return WIRE_REPLY_NONE;
 	case PCIEM_WIRE_CMD_STATS:
 		return WIRE_REPLY_REQUIRED;
+	case PCIEM_WIRE_CMD_FENCE:
+		return WIRE_REPLY_NONE;
 	case PCIEM_WIRE_CMD_DEVICE:
 		return WIRE_REPLY_REQUIRED;
 	case PCIEM_WIRE_CMD_RESET:
+		return WIRE_REPLY_REQUIRED;
+	case PCIEM_WIRE_CMD_RINGS:
 		return WIRE_REPLY_REQUIRED;
 	case PCIEM_WIRE_CMD_MMIO_READ:
 		return WIRE_REPLY_REQUIRED;
@@ -2191,10 +2341,14 @@ const char *pciem_wire_cmd_name(unsigned int cmd)
 		return "ERROR";
 	case PCIEM_WIRE_CMD_STATS:
 		return "STATS";
+	case PCIEM_WIRE_CMD_FENCE:
+		return "FENCE";
 	case PCIEM_WIRE_CMD_DEVICE:
 		return "DEVICE";
 	case PCIEM_WIRE_CMD_RESET:
 		return "RESET";
+	case PCIEM_WIRE_CMD_RINGS:
+		return "RINGS";
 	case PCIEM_WIRE_CMD_MMIO_READ:
 		return "MMIO_READ";
 	case PCIEM_WIRE_CMD_MMIO_WRITE:
