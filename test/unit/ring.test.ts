@@ -1,16 +1,21 @@
 // The hot path's SPSC rings (proto/ring/pciem_ring.h, gateway/src/ring.ts):
 // the C tests, then a C process and this node process on one memfd ring each
 // way, 1,000,000 sequenced messages, wrapping past 2^32, full and empty
-// under concurrency. Rates are printed, never asserted (benchmarks are `make bench`).
+// under concurrency; and the ring records (the messages' binary form) in both
+// languages against the shared vectors. Rates are printed, never asserted
+// (benchmarks are `make bench`).
 import { expect } from 'chai';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PciemError } from '../../gateway/src/errors.js';
 import { native } from '../../gateway/src/native.js';
+import { decodeRecord, encodeRecord, writeMmioWriteRecord, type RecordMessage } from '../../gateway/src/proto/ring-records.js';
 import { formatRing, RING_HDR_SIZE, ringBytes, RingConsumer, RingProducer } from '../../gateway/src/ring.js';
+import { Err, messageFromJson, messageToJson, type Message } from '../../proto/generated/wire.js';
 import { compileC, cTestSuite } from '../lib/ctest.js';
+import { repoRoot } from '../lib/paths.js';
 
 cTestSuite('ring (C: pciem_ring.h)', { sources: ['proto/ring/tests/ring_test.c'], includes: ['proto/ring'], flags: ['-pthread'] }, 'ring', 6);
 
@@ -177,5 +182,143 @@ describe('rings across C and TypeScript (memfd, eventfds)', function () {
     expect(Atomics.load(new Int32Array(r.buffer, 0, RING_HDR_SIZE / 4), 32) >>> 0).to.equal((START + N) >>> 0);
     console.log(`      TS->C: ${(N / s / 1e6).toFixed(2)} M msgs/s (C side: ${cOut.trim()}); full waits ${st.fullWaits}, space wakes ${st.spaceWakes}`);
     closeRing(r);
+  });
+});
+
+interface RecordVectors {
+  valid: { name: string; message: unknown; record: string }[];
+  invalid: { name: string; record: string; error: string }[];
+}
+
+const recordVectors = JSON.parse(readFileSync(join(repoRoot, 'proto/vectors/ring-records.json'), 'utf8')) as RecordVectors;
+const hexBytes = (h: string): Uint8Array => Uint8Array.from(Buffer.from(h.replace(/ /g, ''), 'hex'));
+const cBytes = (b: Uint8Array): string => `(const uint8_t[]){ ${[...b].map((x) => `0x${x.toString(16)}`).join(', ') || '0'} }`;
+
+/** The C initialiser of a vector's message (struct pciem_wire_msg). */
+function cMessage(m: RecordMessage, size: number): string {
+  const flags = (m.reply ? 1 : 0) | (m.posted ? 2 : 0);
+  const hdr = `.hdr = { .size = ${size}, .id = ${m.id}u, .cmd = PCIEM_WIRE_CMD_${m.cmd}, .flags = ${flags}, .error = ${Err[m.error]} }`;
+  const u64 = (v: bigint): string => `0x${v.toString(16)}ull`;
+  let body = '';
+  if (m.cmd === 'MMIO_READ' && m.reply) body = m.error === 'NONE' ? `.body.mmio_read_reply = { .value = ${u64(m.body.value)} }` : '';
+  else if (m.cmd === 'MMIO_WRITE') body = `.body.mmio_write = { .bar = ${m.body.bar}, .offset = ${u64(m.body.offset)}, .size = ${m.body.size}, .value = ${u64(m.body.value)} }`;
+  else if (m.cmd === 'MMIO_READ') body = `.body.mmio_read = { .bar = ${m.body.bar}, .offset = ${u64(m.body.offset)}, .size = ${m.body.size} }`;
+  else if (m.cmd === 'MSI') body = `.body.msi = { .kind = ${m.body.kind}, .vector = ${m.body.vector} }`;
+  else if (m.cmd === 'INTX') body = `.body.intx = { .level = ${m.body.level} }`;
+  else if (m.cmd === 'FENCE') body = `.body.fence = { .count = ${m.body.count}u }`;
+  return `{ ${[hdr, body].filter(Boolean).join(', ')} }`;
+}
+
+describe('ring records: the binary form of the hot messages (TypeScript and C, shared vectors)', function () {
+  this.timeout(120_000);
+
+  it('every valid vector: encodeRecord gives its exact bytes, decodeRecord gives its message back', function () {
+    for (const v of recordVectors.valid) {
+      const want = hexBytes(v.record);
+      const m = messageFromJson(v.message) as RecordMessage;
+      const out = new Uint8Array(64).fill(0xa5);
+      const view = new DataView(out.buffer);
+      expect(encodeRecord(view, 0, m), v.name).to.equal(want.length);
+      expect(Buffer.from(out.subarray(0, want.length)).toString('hex'), v.name).to.equal(Buffer.from(want).toString('hex'));
+      // in a whole slot, with whatever follows the record
+      expect(messageToJson(decodeRecord(view, 0, 64)), v.name).to.deep.equal(messageToJson(m));
+      expect(messageToJson(decodeRecord(new DataView(want.buffer), 0, want.length)), v.name).to.deep.equal(messageToJson(m));
+    }
+  });
+
+  it('the hot-path MMIO_WRITE writer gives the same bytes over a dirty slot', function () {
+    for (const v of recordVectors.valid.filter((x) => (x.message as { cmd: string }).cmd === 'MMIO_WRITE')) {
+      const m = messageFromJson(v.message) as Extract<RecordMessage, { cmd: 'MMIO_WRITE' }>;
+      const out = new Uint8Array(64).fill(0xff);
+      writeMmioWriteRecord(new DataView(out.buffer), 0, m.id, m.body.bar, m.body.offset, m.body.size, m.body.value);
+      expect(Buffer.from(out.subarray(0, 40)).toString('hex'), v.name).to.equal(v.record.replace(/ /g, ''));
+    }
+  });
+
+  it('every invalid vector is refused with its code', function () {
+    for (const v of recordVectors.invalid) {
+      const b = hexBytes(v.record);
+      expect(() => decodeRecord(new DataView(b.buffer), 0, b.length), v.name).to.throw(PciemError).with.property('code', `PCIEM_ERR_PROTO_${v.error}`);
+    }
+  });
+
+  it('the vectors cover every record form and every error a record decoder gives', function () {
+    const forms = new Set(recordVectors.valid.map((v) => {
+      const m = v.message as { cmd: string; reply: boolean; error: string };
+      return `${m.cmd}${m.reply ? (m.error === 'NONE' ? ' reply' : ' failed reply') : ''}`;
+    }));
+    expect([...forms].sort()).to.deep.equal(['FENCE', 'INTX', 'MMIO_READ', 'MMIO_READ failed reply', 'MMIO_READ reply', 'MMIO_WRITE', 'MSI']);
+    expect([...new Set(recordVectors.invalid.map((v) => v.error))].sort()).to.deep.equal(['HEADER', 'MALFORMED', 'RANGE', 'TRUNCATED', 'UNKNOWN_CMD']);
+  });
+
+  it('100,000 mutated records: only PCIEM_ERR_PROTO_* refusals, and what is accepted encodes back to its bytes', function () {
+    let seed = 99;
+    const rnd = (n: number): number => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return (seed >>> 8) % n;
+    };
+    const slot = new Uint8Array(64);
+    const view = new DataView(slot.buffer);
+    const out = new DataView(new ArrayBuffer(64));
+    let accepted = 0;
+    for (let i = 0; i < 100_000; i++) {
+      const v = recordVectors.valid[i % recordVectors.valid.length]!;
+      slot.fill(0);
+      slot.set(hexBytes(v.record));
+      for (let k = 0; k <= (i & 3); k++) slot[rnd(40)]! ^= 1 << rnd(8);
+      let m: RecordMessage;
+      try {
+        m = decodeRecord(view, 0, 64);
+      } catch (e) {
+        expect((e as PciemError).code).to.match(/^PCIEM_ERR_PROTO_(TRUNCATED|UNKNOWN_CMD|HEADER|MALFORMED|RANGE)$/);
+        continue;
+      }
+      accepted++;
+      const n = encodeRecord(out, 0, m);
+      expect(Buffer.from(out.buffer, 0, n).equals(Buffer.from(slot.subarray(0, n)))).to.equal(true);
+    }
+    expect(accepted).to.be.greaterThan(1000);
+  });
+
+  describe('the C codec (pciem_ring_records.h) against the same vectors', function () {
+    let dir = '';
+
+    before(function () {
+      dir = mkdtempSync(join(tmpdir(), 'pciem-records-'));
+      const valid = recordVectors.valid.map((v) => {
+        const b = hexBytes(v.record);
+        return `\t{ ${JSON.stringify(v.name)}, ${cBytes(b)}, ${b.length}, ${cMessage(messageFromJson(v.message) as RecordMessage, b.length - 16)} },`;
+      });
+      const invalid = recordVectors.invalid.map((v) => {
+        const b = hexBytes(v.record);
+        return `\t{ ${JSON.stringify(v.name)}, ${cBytes(b)}, ${b.length}, PCIEM_WIRE_ERR_${v.error} },`;
+      });
+      writeFileSync(join(dir, 'records_vectors.h'), [
+        '/* Written by test/unit/ring.test.ts from proto/vectors/ring-records.json. */',
+        'struct record_vector { const char *name; const uint8_t *rec; size_t len; struct pciem_wire_msg msg; };',
+        'struct record_invalid { const char *name; const uint8_t *rec; size_t len; int error; };',
+        'static const struct record_vector valid[] = {', ...valid, '};',
+        'static const struct record_invalid invalid[] = {', ...invalid, '};', '',
+      ].join('\n'));
+    });
+
+    after(function () {
+      rmSync(dir, { recursive: true, force: true });
+    });
+
+    it('builds as pedantic C11 under ASan and UBSan and passes every case', function () {
+      const bin = join(dir, 'records_test');
+      compileC({
+        sources: ['proto/ring/tests/records_test.c', 'proto/generated/wire.c'],
+        includes: ['proto/ring', 'proto/generated'],
+        flags: ['-std=c11', '-pedantic', '-g', '-fsanitize=address,undefined', '-fno-sanitize-recover=all', '-I', dir],
+        libs: ['-lmsgpackc'],
+      }, bin);
+      const r = spawnSync(bin, [], { encoding: 'utf8' });
+      expect(r.signal, r.stdout + r.stderr).to.equal(null);
+      expect(r.stdout.split('\n').filter((l) => l.startsWith('not ok')), r.stderr).to.deep.equal([]);
+      expect(r.stdout).to.match(/^records: 4 passed, 0 failed$/m);
+      expect(r.status).to.equal(0);
+    });
   });
 });
