@@ -13,7 +13,7 @@ import { PciemError } from '../../gateway/src/errors.js';
 import { native } from '../../gateway/src/native.js';
 import { decodeRecord, encodeRecord, writeMmioWriteRecord, type RecordMessage } from '../../gateway/src/proto/ring-records.js';
 import { formatRing, RING_HDR_SIZE, ringBytes, RingConsumer, RingProducer } from '../../gateway/src/ring.js';
-import { Err, messageFromJson, messageToJson, type Message } from '../../proto/generated/wire.js';
+import { Err, messageFromJson, messageToJson } from '../../proto/generated/wire.js';
 import { compileC, cTestSuite } from '../lib/ctest.js';
 import { repoRoot } from '../lib/paths.js';
 

@@ -11,7 +11,7 @@
 // (posted) and FENCE (posted, ring only). Which side may send which is the
 // session's business.
 import { PciemError, type PciemErrorCode } from '../errors.js';
-import { Cmd, Err, Flag, IrqKind, type ErrName, type Message } from '../../../proto/generated/wire.js';
+import { Cmd, Err, Flag, IrqKind, type ErrName, type ErrorReply, type FailureName, type Message } from '../../../proto/generated/wire.js';
 
 export const RECORD_HDR = 16;
 export const RECORD_MMIO_WRITE_SIZE = 24;
@@ -23,14 +23,9 @@ export const RECORD_FENCE_SIZE = 8;
 export const RECORD_MAX = RECORD_HDR + RECORD_MMIO_WRITE_SIZE;
 
 /** The messages a ring carries. */
-export type RecordMessage = Extract<
-  Message,
-  | { cmd: 'MMIO_WRITE'; reply: false }
-  | { cmd: 'MMIO_READ' }
-  | { cmd: 'MSI' }
-  | { cmd: 'INTX' }
-  | { cmd: 'FENCE' }
->;
+export type RecordMessage =
+  | Extract<Message, { cmd: 'MMIO_WRITE'; reply: false } | { cmd: 'MMIO_READ'; error: 'NONE' } | { cmd: 'MSI' } | { cmd: 'INTX' } | { cmd: 'FENCE' }>
+  | { cmd: 'MMIO_READ'; id: number; reply: true; posted: false; error: FailureName; body: ErrorReply };
 
 const ERR_NAMES = new Map<number, ErrName>(Object.entries(Err).map(([k, v]) => [v, k as ErrName]));
 const U64 = 0xffff_ffff_ffff_ffffn;
@@ -93,7 +88,7 @@ export function decodeRecord(v: DataView, at: number, len: number): RecordMessag
   if (len - RECORD_HDR < size) refuse('PCIEM_ERR_PROTO_TRUNCATED', `${len} bytes for a ${size}-byte body`);
   const b = at + RECORD_HDR;
   if ((flags & Flag.REPLY) !== 0) {
-    if (error !== 0) return { cmd: 'MMIO_READ', id, reply: true, posted: false, error: ERR_NAMES.get(error) as Exclude<ErrName, 'NONE'>, body: { message: '' } };
+    if (error !== 0) return { cmd: 'MMIO_READ', id, reply: true, posted: false, error: ERR_NAMES.get(error) as FailureName, body: { message: '' } };
     return { cmd: 'MMIO_READ', id, reply: true, posted: false, error: 'NONE', body: { value: v.getBigUint64(b, true) } };
   }
   switch (cmd) {
