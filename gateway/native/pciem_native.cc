@@ -3,7 +3,7 @@
 // mmap/eventfd, and libuv integration (a poll handle calls back on the event
 // loop when a file descriptor becomes readable: no busy loop when idle).
 // Policy, struct layouts and error codes live in TypeScript; the surface is
-// typed in gateway/src/native.d.ts.
+// typed in gateway/src/addon.d.ts.
 #include <napi.h>
 #include <uv.h>
 
@@ -13,6 +13,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <mutex>
@@ -339,6 +340,117 @@ Napi::Value WriteEventFd(const Napi::CallbackInfo &info) {
   return env.Undefined();
 }
 
+// The most file descriptors one message carries (RINGS carries five).
+constexpr int kMaxFds = 16;
+
+// sendFds(socketFd, bytes, fds) -> bytes sent. One sendmsg() of `bytes`
+// with `fds` attached (SCM_RIGHTS) on a UNIX stream socket, non-blocking.
+// The descriptors travel with the first byte sent; 0 means the socket was
+// full and nothing (no byte, no descriptor) went. The caller sends what is
+// left of `bytes` its usual way, after everything it queued before.
+Napi::Value SendFds(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int64_t fd;
+  if (!ArgInt(info, 0, "socketFd", 0, INT32_MAX, &fd))
+    return env.Undefined();
+  if (info.Length() < 3 || !info[1].IsTypedArray() || !info[2].IsArray()) {
+    Napi::TypeError::New(env, "sendFds(socketFd, bytes: Uint8Array, fds: number[])").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Uint8Array bytes = info[1].As<Napi::Uint8Array>();
+  Napi::Array list = info[2].As<Napi::Array>();
+  if (bytes.ByteLength() == 0 || list.Length() == 0 || list.Length() > kMaxFds) {
+    Napi::RangeError::New(env, "sendFds: at least one byte and 1..16 descriptors").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int fds[kMaxFds];
+  for (uint32_t i = 0; i < list.Length(); i++) {
+    Napi::Value v = list[i];
+    double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+    if (d < 0 || d > INT32_MAX || d != static_cast<double>(static_cast<int>(d))) {
+      Napi::RangeError::New(env, "sendFds: descriptors must be non-negative integers").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    fds[i] = static_cast<int>(d);
+  }
+  size_t fdBytes = list.Length() * sizeof(int);
+  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)];
+  std::memset(control, 0, sizeof(control));
+  struct iovec iov = {bytes.Data(), bytes.ByteLength()};
+  struct msghdr msg = {};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = CMSG_SPACE(fdBytes);
+  struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(fdBytes);
+  std::memcpy(CMSG_DATA(c), fds, fdBytes);
+  ssize_t n;
+  do {
+    n = sendmsg(static_cast<int>(fd), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+      return Napi::Number::New(env, 0);
+    SysError(env, "sendmsg", errno).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, static_cast<double>(n));
+}
+
+// recvFds(socketFd, maxBytes) -> { bytes: Buffer, fds: number[] }, or null
+// when nothing is there (EAGAIN). One non-blocking recvmsg() that also takes
+// the descriptors attached to what it reads (close-on-exec); bytes is empty
+// at the end of the stream. For a peer that reads a socket itself (tests).
+Napi::Value RecvFds(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int64_t fd, max;
+  if (!ArgInt(info, 0, "socketFd", 0, INT32_MAX, &fd) || !ArgInt(info, 1, "maxBytes", 1, 1 << 24, &max))
+    return env.Undefined();
+  std::vector<uint8_t> buf(static_cast<size_t>(max));
+  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)];
+  struct iovec iov = {buf.data(), buf.size()};
+  struct msghdr msg = {};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof(control);
+  ssize_t n;
+  do {
+    n = recvmsg(static_cast<int>(fd), &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+      return env.Null();
+    SysError(env, "recvmsg", errno).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Array fds = Napi::Array::New(env);
+  uint32_t k = 0;
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+      continue;
+    size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < count; i++) {
+      int got;
+      std::memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+      fds.Set(k++, Napi::Number::New(env, got));
+    }
+  }
+  if (msg.msg_flags & MSG_CTRUNC) {
+    for (uint32_t i = 0; i < k; i++)
+      close(fds.Get(i).As<Napi::Number>().Int32Value());
+    SysError(env, "recvmsg", EMSGSIZE).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("bytes", Napi::Buffer<uint8_t>::Copy(env, buf.data(), static_cast<size_t>(n)));
+  out.Set("fds", fds);
+  return out;
+}
+
 // Poller(fd, onReadable): calls onReadable() on the event loop each time fd
 // is readable, until close(). The callback must consume what made fd
 // readable (e.g. read the eventfd), or it is called again at once.
@@ -412,6 +524,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("eventfd", Napi::Function::New(env, EventFd));
   exports.Set("readEventFd", Napi::Function::New(env, ReadEventFd));
   exports.Set("writeEventFd", Napi::Function::New(env, WriteEventFd));
+  exports.Set("sendFds", Napi::Function::New(env, SendFds));
+  exports.Set("recvFds", Napi::Function::New(env, RecvFds));
   exports.Set("Poller", Poller::Init(env));
   exports.Set("O_RDWR", Napi::Number::New(env, O_RDWR));
   exports.Set("O_RDONLY", Napi::Number::New(env, O_RDONLY));

@@ -33,6 +33,18 @@ export interface Native {
   /** The eventfd counter, 0n when it was zero. */
   readEventFd(fd: number): bigint;
   writeEventFd(fd: number, n: number): void;
+  /**
+   * One non-blocking sendmsg() of `bytes` with `fds` (1..16) attached
+   * (SCM_RIGHTS) on a UNIX stream socket; the bytes sent, 0 when the socket
+   * was full (nothing went, descriptors neither). Call it only when nothing
+   * else is queued for the socket; send the rest of `bytes` after it.
+   */
+  sendFds(socketFd: number, bytes: Uint8Array, fds: number[]): number;
+  /**
+   * One non-blocking recvmsg() of up to `maxBytes`, with the descriptors
+   * that came with them; null when nothing is there, empty bytes at the end.
+   */
+  recvFds(socketFd: number, maxBytes: number): { bytes: Buffer; fds: number[] } | null;
   Poller: new (fd: number, onReadable: (err?: SysError) => void) => { close(): void };
   O_RDWR: number;
   O_RDONLY: number;

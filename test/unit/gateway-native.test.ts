@@ -3,6 +3,7 @@
 import { expect } from 'chai';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createConnection, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { PciemError } from '../../gateway/src/errors.js';
 import { native } from '../../gateway/src/native.js';
@@ -107,6 +108,61 @@ describe('gateway native addon (host)', function () {
       expect(() => native.munmap(new ArrayBuffer(8))).to.throw(TypeError, /not a mapping/);
       native.close(fd);
     } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('sendFds/recvFds: bytes and descriptors across a UNIX socket, in stream order', async function () {
+    const dir = mkdtempSync(join(tmpdir(), 'pciem-fds-'));
+    const path = join(dir, 's');
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(path, resolve));
+    const accepted = new Promise<Socket>((resolve) => server.once('connection', resolve));
+    // The receiving end reads the socket itself: Node must never start reading it.
+    const rx = createConnection({ path });
+    rx.pause();
+    const tx = await accepted;
+    const fdOf = (s: Socket): number => (s as unknown as { _handle: { fd: number } })._handle.fd;
+    const memfd = native.memfdCreate('pciem-fds-test', 4096);
+    const ev = native.eventfd(0);
+    try {
+      await new Promise((r) => setTimeout(r, 20));
+      tx.write(Buffer.from('before|'));
+      await new Promise((r) => setTimeout(r, 20));
+      expect(tx.writableLength).to.equal(0);
+      expect(native.sendFds(fdOf(tx), Buffer.from('with|'), [memfd, ev])).to.equal(5);
+      tx.write(Buffer.from('after'));
+      await new Promise((r) => setTimeout(r, 20));
+      const got: Buffer[] = [];
+      const fds: number[] = [];
+      for (let r = native.recvFds(fdOf(rx), 4096); r !== null; r = native.recvFds(fdOf(rx), 4096)) {
+        got.push(r.bytes);
+        fds.push(...r.fds);
+        if (r.bytes.length === 0) break;
+      }
+      expect(Buffer.concat(got).toString()).to.equal('before|with|after');
+      expect(fds).to.have.length(2);
+      // They are the same files: the memfd's bytes and the eventfd's counter are shared.
+      const a = new Uint8Array(native.mmap(memfd, 4096, 0));
+      const b = new Uint8Array(native.mmap(fds[0]!, 4096, 0));
+      a[100] = 0x5a;
+      expect(b[100]).to.equal(0x5a);
+      native.writeEventFd(ev, 3);
+      expect(native.readEventFd(fds[1]!)).to.equal(3n);
+      native.munmap(a.buffer);
+      native.munmap(b.buffer);
+      for (const fd of fds) native.close(fd);
+      expect(native.recvFds(fdOf(rx), 16)).to.equal(null);
+      expect(() => native.sendFds(fdOf(tx), Buffer.alloc(0), [ev])).to.throw(RangeError);
+      expect(() => native.sendFds(fdOf(tx), Buffer.alloc(1), [])).to.throw(RangeError);
+      expect(() => native.sendFds(fdOf(tx), Buffer.alloc(1), [-1])).to.throw(RangeError);
+      expect(() => native.sendFds(fdOf(tx), Buffer.alloc(1), [987654])).to.throw(Error).with.property('errno', 'EBADF');
+    } finally {
+      native.close(memfd);
+      native.close(ev);
+      rx.destroy();
+      tx.destroy();
+      server.close();
       rmSync(dir, { recursive: true, force: true });
     }
   });
