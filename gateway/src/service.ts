@@ -175,7 +175,8 @@ export class GatewayService {
     await step('stopping QEMU', () => this.launcher?.stop());
     await step('detaching from QEMU', () => this.attachment?.stop());
     await step('closing the control socket', () => this.control.close());
-    removeState(this.paths.state, this.state ?? readState(this.paths.state));
+    // Only what this gateway claimed: a start refused for a live gateway's socket leaves that one's files be.
+    if (this.state) removeState(this.paths.state, this.state);
     if (errors.length) this.log.warn('stopping was not clean', { errors: errors.join('; ') });
     this.log.info('gateway stopped', { socket: this.opts.socket });
   }

@@ -82,26 +82,37 @@ export function statePaths(runDir: string, socket: string): StatePaths {
   return { id, state: join(runDir, `${id}.json`), control: join(runDir, `${id}.ctl`), qmp: join(runDir, `${id}.qmp`) };
 }
 
-/** The start time of process `pid` in clock ticks since boot, or null if it does not exist. */
-export function processStart(pid: number): string | null {
+/** Fields 3.. of /proc/PID/stat (state, ppid, ...), or null if there is no such process. */
+function procStat(pid: number): string[] | null {
   let stat: string;
   try {
     stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   } catch {
     return null;
   }
-  // Field 22; the command name (field 2) may hold spaces and parentheses, so count after its last ')'.
-  return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
+  // The command name (field 2) may hold spaces and parentheses: count after its last ')'.
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
 }
 
-/** Whether the process a state file names is still that gateway (not a dead or reused pid). */
+/** The start time of process `pid` in clock ticks since boot (field 22), or null if it does not exist. */
+export function processStart(pid: number): string | null {
+  return procStat(pid)?.[19] ?? null;
+}
+
+/**
+ * Whether the process a state file names is still that gateway: not gone,
+ * not a zombie waiting for its parent, not a reused pid.
+ */
 export function isAlive(s: Pick<GatewayState, 'pid' | 'procStart'>): boolean {
   try {
     process.kill(s.pid, 0);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'EPERM') return false;
   }
-  return s.procStart === null || processStart(s.pid) === s.procStart;
+  const stat = procStat(s.pid);
+  if (stat === null) return false;
+  if (stat[0] === 'Z' || stat[0] === 'X') return false;
+  return s.procStart === null || stat[19] === s.procStart;
 }
 
 export function ensureRunDir(runDir: string): void {
