@@ -51,8 +51,8 @@ export interface QemuExit {
 }
 
 export interface LauncherEvents {
-  /** A QEMU is up and answering QMP. */
-  ready: [pid: number, qmp: Qmp];
+  /** A QEMU process was started. */
+  spawn: [pid: number];
   /** A QEMU ended (asked to or not). */
   exit: [e: QemuExit];
   /** QEMU is gone for good (died with restarts off, or too many fast failures): the reason. */
@@ -117,7 +117,7 @@ function eachLine(stream: NodeJS.ReadableStream, f: (line: string) => void): voi
 
 export class QemuLauncher extends EventEmitter<LauncherEvents> {
   state: LauncherState = 'idle';
-  /** The running QEMU's pid, its QMP connection (null between runs). */
+  /** The running QEMU's pid (from its start), its QMP connection (once it answers); null between runs. */
   pid: number | null = null;
   qmp: Qmp | null = null;
   restarts = 0;
@@ -170,6 +170,7 @@ export class QemuLauncher extends EventEmitter<LauncherEvents> {
       child.once('error', (e) => rej(new PciemError('PCIEM_ERR_IO', `starting QEMU ${binary}: ${e.message}`)));
     });
     const pid = child.pid ?? 0;
+    this.pid = child.pid ?? null;
     const log = this.log.child({ pid });
     const keep = (line: string): void => {
       this.tail.push(line);
@@ -184,6 +185,7 @@ export class QemuLauncher extends EventEmitter<LauncherEvents> {
       log.warn('qemu stderr', { line });
     });
     log.info('QEMU started', { binary, restarts: this.restarts });
+    if (child.pid !== undefined) this.emit('spawn', child.pid);
     const died = this.exited.then(() => {
       throw new PciemError('PCIEM_ERR_IO', `QEMU ${exitInfo?.how ?? 'exited'} before it answered on QMP${this.tail.length ? `; it said: ${this.tail.join(' | ')}` : ''}`);
     });
@@ -199,11 +201,9 @@ export class QemuLauncher extends EventEmitter<LauncherEvents> {
       qmp.close();
       throw new PciemError('PCIEM_ERR_QMP_CLOSED', 'QEMU went away while QMP connected');
     }
-    this.pid = pid;
     this.qmp = qmp;
     this.state = 'running';
     log.info('QEMU answering on QMP', { version: `${qmp.greeting.version.qemu.major}.${qmp.greeting.version.qemu.minor}.${qmp.greeting.version.qemu.micro}` });
-    this.emit('ready', pid, qmp);
   }
 
   /**

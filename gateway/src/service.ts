@@ -69,7 +69,7 @@ export class GatewayService {
       const { vnc, ...launch } = opts.launch;
       const args = modelArgs(desc, { socket: resolve(opts.socket), qmp: this.paths.qmp, ...(vnc !== undefined ? { extra: ['-vnc', vnc] } : {}) });
       const launcher = new QemuLauncher({ ...launch, args, qmpPath: this.paths.qmp, log: opts.log });
-      launcher.on('ready', (pid) => this.updateState({ pid }));
+      launcher.on('spawn', (pid) => this.updateState({ pid }));
       launcher.on('exit', () => this.updateState({ pid: null }));
       launcher.on('failed', (why) => fail(why));
       this.launcher = launcher;
