@@ -353,6 +353,9 @@ describe('dashboard: the server (no QEMU, no browser)', function () {
     expect(s2?.counters.mmio_writes).to.equal((2n ** 63n).toString());
     expect(s2?.rates.mmio_writes).to.be.above(1e18);
     expect(s2?.rates.mmio_reads).to.equal(0);
+    // A session that closes leaves the list.
+    session.close('the test is done with it');
+    await b.waitFor((m) => m.type === 'stats' && (m.sessions as unknown[]).length === 0, 2500);
   });
 
   it('traces a session only while a browser shows the trace; events arrive batched, in hex', async function () {
@@ -485,6 +488,30 @@ describe('dashboard: the server (no QEMU, no browser)', function () {
     const n = grabs;
     await sleep(200);
     expect(grabs).to.equal(n);
+  });
+
+  it('a browser that does not read gets no more until it catches up, then the newest picture', async function () {
+    await d.close();
+    // A new 3 MiB picture at every grab.
+    const side = 1024;
+    let grabs = 0;
+    const qmp = {
+      closed: false,
+      greeting: { version: { qemu: { major: 10, minor: 0, micro: 2 } } },
+      queryStatus: () => Promise.resolve({ running: true, status: 'running' }),
+      screenPixels: () => Promise.resolve({ width: side, height: side, pixels: Buffer.alloc(side * side * 3, ++grabs & 0xff) }),
+    } as unknown as Qmp;
+    d = await startDashboard({ server, qmp: () => qmp, port: 0, frameIntervalMs: 20 });
+    const b = await open(wsUrl(d));
+    b.ws.pause();
+    await until('60 pictures grabbed', () => grabs >= 60, 10_000);
+    b.ws.resume();
+    const last = (): number => b.frames.at(-1)?.readUInt32LE(12) ?? 0;
+    // Caught up: the newest picture arrives (not a backlog of every picture grabbed).
+    await until('the newest frame', () => last() >= 60, 10_000);
+    const got = b.frames.length;
+    console.log(`      ${got} frames received of ${last()}`);
+    expect(got, `${got} frames received of ${last()} pictures`).to.be.below(last() / 2);
   });
 
   it('close() ends the browsers, the port and the tracing', async function () {

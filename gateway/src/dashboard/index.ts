@@ -391,6 +391,8 @@ class DashboardServer implements Dashboard {
       const msg: ServerMessage = { type: 'stats', sessions, qemu, display: this.display, trace: { traced: this.trace.traced, dropped: this.trace.droppedTotal } };
       this.lastStats = JSON.stringify(msg);
       this.broadcast(this.lastStats);
+    } catch (e) {
+      this.log.error('dashboard: the stats failed', { error: e instanceof Error ? e.message : String(e) });
     } finally {
       this.statsBusy = false;
     }
