@@ -247,6 +247,14 @@ describe('dashboard in headless chromium, over the gateway + QEMU card (no kerne
     expect(await page.locator('#sessions h3').first().innerText()).to.match(/session 1: protopciem/);
   });
 
+  it('QEMU gone: the page says "no QEMU" and that no model is connected, the dashboard carries on', async function () {
+    rig.qemu.kill('SIGKILL');
+    await page.waitForFunction(() => document.getElementById('qemu')?.textContent === 'no QEMU', undefined, { timeout: 10_000 });
+    await page.waitForFunction(() => document.getElementById('sessions')?.textContent === 'no model connected', undefined, { timeout: 10_000 });
+    expect(await page.locator('#display').textContent()).to.equal('no QEMU');
+    expect(await page.locator('#conn').textContent()).to.equal('live');
+  });
+
   it('close() ends the page\'s connection and the port', async function () {
     await d.close();
     await page.waitForFunction(() => /disconnected/.test(document.getElementById('conn')?.textContent ?? ''));
