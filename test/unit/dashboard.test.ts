@@ -337,6 +337,24 @@ describe('dashboard: the server (no QEMU, no browser)', function () {
     expect(await open(`ws://127.0.0.1:${d.port}/other?token=${d.token}`).then(() => '', (e: Error) => e.message)).to.equal('refused: 404');
   });
 
+  it('at most 8 browsers at a time: the 9th is refused with 503 until one leaves', async function () {
+    const eight = await Promise.all(Array.from({ length: 8 }, () => open(wsUrl(d))));
+    expect(await open(wsUrl(d)).then(() => '', (e: Error) => e.message)).to.equal('refused: 503');
+    eight[0]?.close();
+    await eight[0]?.closed();
+    // The gateway sees the leaving browser's close a moment after the browser does.
+    const end = Date.now() + 3000;
+    let ninth: Browser | null = null;
+    while (ninth === null) {
+      ninth = await open(wsUrl(d)).catch(async (e: Error) => {
+        if (Date.now() > end) throw e;
+        await sleep(20);
+        return null;
+      });
+    }
+    await ninth.waitFor((m) => m.type === 'hello');
+  });
+
   it('a browser gets hello, then stats every second: the sessions, "no QEMU"', async function () {
     session.counters.mmio_writes = 10n;
     const b = await open(wsUrl(d));
