@@ -547,12 +547,17 @@ describe('dashboard: the server (no QEMU, no browser)', function () {
     expect(refused).to.equal('ECONNREFUSED');
   });
 
-  it('a token given by the caller is used; a weak one is refused', async function () {
+  it('a token given by the caller is used; a weak one, a bad port or a port in use is refused with a code', async function () {
     await d.close();
     d = await startDashboard({ server, qmp: () => null, port: 0, token: 'my-own-token-0123456789' });
     expect(d.url).to.match(/\?token=my-own-token-0123456789$/);
     expect((await get(d, '/?token=my-own-token-0123456789')).status).to.equal(200);
     const err = await startDashboard({ server, qmp: () => null, port: 0, token: 'weak' }).then(() => null, (e: PciemError) => e.code);
     expect(err).to.equal('PCIEM_ERR_INVALID');
+    for (const port of [-1, 65536, 1.5]) {
+      expect(await startDashboard({ server, qmp: () => null, port }).then(() => null, (e: PciemError) => e.code), String(port)).to.equal('PCIEM_ERR_INVALID');
+    }
+    const taken = await startDashboard({ server, qmp: () => null, port: d.port }).then(async (x) => (await x.close(), null), (e: PciemError) => e.code);
+    expect(taken).to.equal('PCIEM_ERR_BUSY');
   });
 });

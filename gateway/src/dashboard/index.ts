@@ -101,6 +101,7 @@ interface Watched {
 
 export async function startDashboard(opts: DashboardOptions): Promise<Dashboard> {
   const token = opts.token === undefined ? newToken() : checkToken(opts.token);
+  if (!Number.isInteger(opts.port) || opts.port < 0 || opts.port > 65535) throw new PciemError('PCIEM_ERR_INVALID', `dashboard port ${opts.port}: not 0..65535`);
   const pages = new Map<string, { body: Buffer; type: string }>();
   for (const [path, p] of Object.entries(PAGES)) {
     let text: string;
