@@ -220,7 +220,8 @@ describe('dashboard in headless chromium, over the gateway + QEMU card (no kerne
 
   it('pause stops the trace (and the tracing); resume lists new writes again', async function () {
     await page.locator('#pause').click();
-    await sleep(300);
+    const paused = Date.now() + 5000;
+    while (rig.session.tracer !== null && Date.now() < paused) await sleep(20);
     expect(rig.session.tracer, 'nobody watches: no tracer').to.equal(null);
     rig.drv.write(Reg.DATA, MARK + 5);
     await sleep(500);
