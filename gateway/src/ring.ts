@@ -246,6 +246,8 @@ export class RingProducer extends RingSide {
   private pending = 0;
   private poller: { close(): void } | null = null;
   private wake: (() => void) | null = null;
+  private abort: (() => void) | null = null;
+  private closed = false;
 
   constructor(buffer: ArrayBuffer, dataFd: number, spaceFd: number) {
     super(buffer, I32.prod, I32.cons, dataFd, spaceFd);
@@ -295,6 +297,7 @@ export class RingProducer extends RingSide {
    * its message.
    */
   waitForSpace(timeoutMs: number): Promise<void> {
+    if (this.closed) return Promise.reject(new PciemError('PCIEM_ERR_NO_DEVICE', 'ring closed'));
     if (!this.full()) return Promise.resolve();
     this.commit();
     Atomics.add(this.h64, I64.fullWaits, 1n);
@@ -309,24 +312,37 @@ export class RingProducer extends RingSide {
           Atomics.store(this.h, I32.prodWaiting, 0);
           clearTimeout(timer);
           this.wake = null;
+          this.abort = null;
           resolve();
         }
       };
       const timer = setTimeout(() => {
-        Atomics.store(this.h, I32.prodWaiting, 0);
         this.wake = null;
+        this.abort = null;
+        Atomics.store(this.h, I32.prodWaiting, 0);
         if (!this.full()) return resolve();
         Atomics.add(this.h64, I64.fullTimeouts, 1n);
         reject(new PciemError('PCIEM_ERR_TIMEOUT', `ring full for ${timeoutMs} ms: the consumer is not draining`));
       }, timeoutMs);
+      this.abort = () => {
+        clearTimeout(timer);
+        this.wake = null;
+        this.abort = null;
+        reject(new PciemError('PCIEM_ERR_NO_DEVICE', 'ring closed'));
+      };
       this.wake = check;
       check();
     });
   }
 
-  /** Stops listening for space (call when done with the ring). */
+  /**
+   * Stops listening for space (call when done with the ring, before
+   * unmapping it): a wait in progress rejects with PCIEM_ERR_NO_DEVICE.
+   */
   close(): void {
+    this.closed = true;
     this.poller?.close();
     this.poller = null;
+    this.abort?.();
   }
 }

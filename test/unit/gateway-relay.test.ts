@@ -2,20 +2,27 @@
 // model peer written here speaks the wire protocol to a real GatewayServer
 // on a UNIX socket; the host is the FakeHost, played as the driver. Covers
 // the session rules of docs/protocol.md ("A session"), the relay in both
-// directions, ordering (invariants 2 and 3), backpressure and bad input.
+// directions, ordering (invariants 2 and 3), backpressure and bad input;
+// and, at version 2, the rings: a model peer that takes the memfd and
+// eventfds off the socket (SCM_RIGHTS) and speaks on the rings with FENCEs.
 import { expect } from 'chai';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
+import { connect, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FakeBackend, type FakeHost } from '../../gateway/src/relay/fake-host.js';
 import { capabilityList, translateConfig } from '../../gateway/src/relay/host.js';
 import { GatewayServer } from '../../gateway/src/relay/server.js';
 import type { ModelSession } from '../../gateway/src/relay/session.js';
-import { FrameReader } from '../../gateway/src/proto/frames.js';
+import { FrameReader, type FrameResult } from '../../gateway/src/proto/frames.js';
+import { decodeRecord, encodeRecord, type RecordMessage } from '../../gateway/src/proto/ring-records.js';
+import { native } from '../../gateway/src/native.js';
+import { RingConsumer, RingProducer } from '../../gateway/src/ring.js';
+import type { Logger } from '../../gateway/src/log.js';
+import type { TraceEvent } from '../../gateway/src/relay/trace.js';
 import {
   BarFlags, IrqKind, MsiFlags, Role, encodeFrame,
-  type DeviceRequest, type Message,
+  type DeviceRequest, type Message, type RingsRequest,
 } from '../../proto/generated/wire.js';
 
 const CARD: DeviceRequest = {
@@ -171,13 +178,13 @@ describe('gateway relay (FakeHost, no kernel, no QEMU)', function () {
     it('HELLO picks the highest common version and names the gateway', async function () {
       const r = await peer.hello(1, 7);
       expect(r).to.deep.include({ reply: true, error: 'NONE' });
-      expect(r.body).to.deep.equal({ version_min: 1, version_max: 1, version: 1, role: Role.GATEWAY, name: 'gateway-under-test' });
+      expect(r.body).to.deep.equal({ version_min: 1, version_max: 2, version: 2, role: Role.GATEWAY, name: 'gateway-under-test' });
     });
 
     it('refuses versions it does not speak with VERSION, then closes', async function () {
-      const r = await peer.hello(2, 3);
+      const r = await peer.hello(3, 4);
       expect(r.error).to.equal('VERSION');
-      expect((r.body as { message: string }).message).to.match(/2\.\.3.*1\.\.1/);
+      expect((r.body as { message: string }).message).to.match(/3\.\.4.*1\.\.2/);
       await peer.closed();
     });
 
@@ -440,5 +447,495 @@ describe('gateway relay (FakeHost, no kernel, no QEMU)', function () {
       });
       expect((await statsOf()).mmio_writes).to.equal(BigInt(N));
     });
+  });
+});
+
+/** A message as the model took it: off the socket or off the g2m ring, in the order the FENCEs give. */
+interface Arrived {
+  m: Message;
+  path: 'socket' | 'ring';
+}
+
+/**
+ * A version-2 model: reads its socket itself (native.recvFds) to take the
+ * RINGS frame's descriptors, attaches g2m as consumer and m2g as producer,
+ * and keeps the FENCE rule both ways (docs/protocol.md, "The rings in a
+ * session"). It answers the capability walk and MMIO_READs like ModelPeer.
+ */
+class RingModelPeer {
+  /** Everything the gateway sent, in the order the FENCE rule puts it (FENCEs left out). */
+  readonly arrived: Arrived[] = [];
+  /** Every g2m record in ring order, FENCEs included. */
+  readonly records: RecordMessage[] = [];
+  /** Descriptors that came with the RINGS frame. */
+  fdsReceived = 0;
+  rings: RingsRequest | null = null;
+  refuseRings = false;
+  /** false: leave g2m alone until startConsuming() (backpressure). */
+  consuming = true;
+  readValue = 0x5a5an;
+  ended = false;
+  mmioWrites = 0;
+  readonly config = new Uint8Array(256);
+  private readonly fd: number;
+  private readonly poller: { close(): void };
+  private readonly reader = new FrameReader();
+  private nextId = 1;
+  private fds: number[] = [];
+  private g2m: RingConsumer | null = null;
+  private m2g: RingProducer | null = null;
+  private maps: ArrayBuffer[] = [];
+  private ringFds: number[] = [];
+  private sent = 0;
+  private received = 0;
+  private handled = 0;
+  private fence = 0;
+  private held: Message[] = [];
+  private waiting = false;
+  private pendingRecords: RecordMessage[] = [];
+  private waiters: (() => void)[] = [];
+
+  private constructor(readonly sock: Socket) {
+    this.config[0x06] = 0x10;
+    this.config[0x34] = 0x50;
+    this.config[0x50] = 0x05;
+    this.fd = (sock as unknown as { _handle: { fd: number } })._handle.fd;
+    this.poller = new native.Poller(this.fd, () => this.onReadable());
+  }
+
+  static connect(path: string): Promise<RingModelPeer> {
+    return new Promise((resolve, reject) => {
+      // Paused before it connects: Node never reads this socket, we do.
+      const s = new Socket();
+      s.pause();
+      s.once('error', reject);
+      s.connect(path, () => resolve(new RingModelPeer(s)));
+    });
+  }
+
+  private onReadable(): void {
+    for (;;) {
+      const r = native.recvFds(this.fd, 1 << 16);
+      if (r === null) break;
+      this.fds.push(...r.fds);
+      this.fdsReceived += r.fds.length;
+      if (r.bytes.length === 0) {
+        this.ended = true;
+        this.poller.close();
+        break;
+      }
+      for (const f of this.reader.push(r.bytes)) this.onSocket(f);
+    }
+    this.wake();
+  }
+
+  private onSocket(f: FrameResult): void {
+    if (!f.ok) throw new Error(`the gateway sent a frame the codec refuses: ${f.error.code}`);
+    if (this.m2g === null) {
+      this.take(f.message, 'socket');
+      return;
+    }
+    this.received++;
+    this.held.push(f.message);
+    this.release();
+    if (this.waiting && this.handled >= this.fence) {
+      this.waiting = false;
+      while (!this.waiting && this.pendingRecords.length > 0) this.takeRecord(this.pendingRecords.shift() as RecordMessage);
+    }
+  }
+
+  private release(): void {
+    while (this.handled < this.fence && this.held.length > 0) {
+      this.handled++;
+      this.take(this.held.shift() as Message, 'socket');
+    }
+  }
+
+  private takeRecord(m: RecordMessage): void {
+    if (this.waiting) {
+      this.pendingRecords.push(m);
+      return;
+    }
+    if (m.cmd !== 'FENCE') {
+      this.take(m, 'ring');
+      return;
+    }
+    expect(m.body.count, 'FENCE counts run 1, 2, 3...').to.equal(this.fence + 1);
+    this.fence = m.body.count;
+    this.release();
+    if (this.handled < this.fence) this.waiting = true;
+  }
+
+  /** A message in its turn: kept, and answered where the model answers. */
+  private take(m: Message, path: 'socket' | 'ring'): void {
+    this.arrived.push({ m, path });
+    if (m.cmd === 'MMIO_WRITE') this.mmioWrites++;
+    if (m.reply) return;
+    if (m.cmd === 'RINGS') this.onRings(m.id, m.body);
+    else if (m.cmd === 'CONFIG_READ') {
+      let value = 0;
+      for (let i = m.body.size - 1; i >= 0; i--) value = value * 256 + (this.config[m.body.offset + i] ?? 0);
+      this.send({ cmd: 'CONFIG_READ', id: m.id, reply: true, posted: false, error: 'NONE', body: { value } });
+    } else if (m.cmd === 'MMIO_READ') {
+      this.send({ cmd: 'MMIO_READ', id: m.id, reply: true, posted: false, error: 'NONE', body: { value: this.readValue & ((1n << BigInt(8 * m.body.size)) - 1n) } });
+    }
+  }
+
+  private onRings(id: number, b: RingsRequest): void {
+    this.rings = b;
+    const fds = this.fds.splice(0);
+    if (this.refuseRings || fds.length !== 5) {
+      for (const fd of fds) native.close(fd);
+      this.send({ cmd: 'RINGS', id, reply: true, posted: false, error: 'INVALID', body: { message: `refused (${fds.length} descriptors)` } });
+      return;
+    }
+    const [memfd, g2mData, g2mSpace, m2gData, m2gSpace] = fds as [number, number, number, number, number];
+    const span = Math.ceil((256 + b.slot_size * b.slot_count) / 4096) * 4096;
+    this.maps = [native.mmap(memfd, span, Number(b.g2m_offset)), native.mmap(memfd, span, Number(b.m2g_offset))];
+    native.close(memfd);
+    this.ringFds = [g2mData, g2mSpace, m2gData, m2gSpace];
+    this.g2m = new RingConsumer(this.maps[0] as ArrayBuffer, g2mData, g2mSpace);
+    this.send({ cmd: 'RINGS', id, reply: true, posted: false, error: 'NONE', body: {} });
+    // From the reply on: the producer side is up, and the gateway's socket frames are counted.
+    this.m2g = new RingProducer(this.maps[1] as ArrayBuffer, m2gData, m2gSpace);
+    if (this.consuming) this.startConsuming();
+  }
+
+  startConsuming(): void {
+    this.consuming = true;
+    const g2m = this.g2m;
+    if (g2m === null) return;
+    const out = new Uint8Array(64 * 256);
+    g2m.start(out, (o, n) => {
+      for (let i = 0; i < n; i++) {
+        const m = decodeRecord(new DataView(o.buffer, o.byteOffset + i * 64, 64), 0, 64);
+        this.records.push(m);
+        this.takeRecord(m);
+      }
+      this.wake();
+    }, (e) => {
+      throw e;
+    });
+  }
+
+  get ringsUp(): boolean {
+    return this.m2g !== null;
+  }
+
+  id(): number {
+    return this.nextId++;
+  }
+
+  /** A message the proper way: hot ones on m2g, the rest on the socket after a FENCE. */
+  send(m: Message): void {
+    const ringable = m.cmd === 'MSI' || m.cmd === 'INTX' || (m.cmd === 'MMIO_WRITE' && !m.reply) || (m.cmd === 'MMIO_READ' && m.reply);
+    if (this.m2g !== null && ringable) {
+      this.ringPush(m as RecordMessage);
+      return;
+    }
+    if (this.m2g !== null) this.fenceNext();
+    this.socketWrite(m);
+  }
+
+  /** The FENCE of the next socket frame, on m2g. */
+  fenceNext(commit = true): void {
+    this.sent++;
+    this.ringPush({ cmd: 'FENCE', id: this.sent, reply: false, posted: true, error: 'NONE', body: { count: this.sent } }, commit);
+  }
+
+  ringPush(m: RecordMessage, commit = true): void {
+    const p = this.m2g as RingProducer;
+    const at = p.reserve();
+    if (at < 0) throw new Error('m2g full');
+    encodeRecord(p.view, at, m);
+    if (commit) p.commit();
+  }
+
+  /** Raw bytes into the next m2g slot, published. */
+  ringRaw(bytes: Uint8Array): void {
+    const p = this.m2g as RingProducer;
+    const at = p.reserve();
+    p.bytes.set(bytes, at);
+    p.commit();
+  }
+
+  ringCommit(): void {
+    this.m2g?.commit();
+  }
+
+  socketWrite(m: Message): void {
+    this.sock.write(encodeFrame(m));
+  }
+
+  private wake(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+
+  /** Waits until a message arrived that matches; returns it. */
+  async waitFor(pred: (a: Arrived) => boolean, timeoutMs = 10_000): Promise<Arrived> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const a = this.arrived.find(pred);
+      if (a) return a;
+      // After the end, what the rule still holds back may come off the ring.
+      if (this.ended && this.m2g === null) throw new Error(`connection closed; got ${this.arrived.map((x) => x.m.cmd).join(',')}`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out; got ${this.arrived.slice(-5).map((x) => `${x.m.cmd}${x.m.reply ? '/r' : ''}`).join(',')}`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, Math.min(left, 50));
+        this.waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+  }
+
+  async hello(versionMin = 1, versionMax = 2): Promise<Message> {
+    const id = this.id();
+    this.socketWrite({ cmd: 'HELLO', id, reply: false, posted: false, error: 'NONE', body: { version_min: versionMin, version_max: versionMax, role: Role.MODEL, name: 'ring-model-peer' } });
+    return (await this.waitFor((a) => a.m.cmd === 'HELLO' && a.m.id === id)).m;
+  }
+
+  async device(desc: DeviceRequest = CARD): Promise<Message> {
+    const id = this.id();
+    this.socketWrite({ cmd: 'DEVICE', id, reply: false, posted: false, error: 'NONE', body: desc });
+    return (await this.waitFor((a) => a.m.cmd === 'DEVICE' && a.m.id === id)).m;
+  }
+
+  destroy(): void {
+    this.g2m?.stop();
+    this.m2g?.close();
+    this.poller.close();
+    this.sock.destroy();
+    setImmediate(() => {
+      for (const b of this.maps) native.munmap(b);
+      for (const fd of [...this.ringFds, ...this.fds]) native.close(fd);
+      this.maps = [];
+      this.ringFds = [];
+      this.fds = [];
+    });
+  }
+}
+
+/** A logger that keeps what it is told. */
+function keptLog(): { log: Logger; lines: { level: string; msg: string; fields: Record<string, unknown> }[] } {
+  const lines: { level: string; msg: string; fields: Record<string, unknown> }[] = [];
+  const log: Logger = {
+    debug: (msg, fields) => lines.push({ level: 'debug', msg, fields: fields ?? {} }),
+    info: (msg, fields) => lines.push({ level: 'info', msg, fields: fields ?? {} }),
+    warn: (msg, fields) => lines.push({ level: 'warn', msg, fields: fields ?? {} }),
+    error: (msg, fields) => lines.push({ level: 'error', msg, fields: fields ?? {} }),
+    child: () => log,
+  };
+  return { log, lines };
+}
+
+describe('gateway relay at version 2: the rings (FakeHost, a model peer on the real memfd and eventfds)', function () {
+  this.timeout(60_000);
+  let dir: string;
+  let backend: FakeBackend;
+  let server: GatewayServer;
+  let peer: RingModelPeer;
+  let kept: ReturnType<typeof keptLog>;
+
+  async function start(opts: { rings?: boolean; ringSlots?: number } = {}): Promise<void> {
+    kept = keptLog();
+    server = new GatewayServer({ backend, name: 'gateway-under-test', requestTimeoutMs: 2000, log: kept.log, ...opts });
+    await server.listen(join(dir, 'gw2.sock'));
+    peer = await RingModelPeer.connect(join(dir, 'gw2.sock'));
+  }
+
+  async function attach(versionMax = 2): Promise<{ host: FakeHost; session: ModelSession }> {
+    const made = backend.nextDevice();
+    const sessionReady = server.nextDevice();
+    expect((await peer.hello(1, versionMax)).error).to.equal('NONE');
+    expect((await peer.device()).error).to.equal('NONE');
+    return { host: await made, session: await sessionReady };
+  }
+
+  beforeEach(function () {
+    dir = mkdtempSync(join(tmpdir(), 'pciem-rings-'));
+    backend = new FakeBackend(1000);
+  });
+
+  afterEach(async function () {
+    peer?.destroy();
+    await server?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('RINGS right after the DEVICE reply, before the capability walk: five descriptors, both rings formatted, then the hot path is on them', async function () {
+    await start();
+    const { host, session } = await attach();
+    expect(session.version).to.equal(2);
+    expect(session.ringsUp).to.equal(true);
+    expect(peer.fdsReceived).to.equal(5);
+    expect(peer.rings).to.deep.equal({ slot_size: 64, slot_count: 4096, g2m_offset: 0n, m2g_offset: BigInt(Math.ceil((256 + 64 * 4096) / 4096) * 4096) });
+    const cmds = peer.arrived.map((a) => a.m.cmd);
+    expect(cmds.slice(0, 3)).to.deep.equal(['HELLO', 'DEVICE', 'RINGS']);
+    expect(cmds.slice(3).every((c) => c === 'CONFIG_READ')).to.equal(true);
+    // The walk went over the socket after the rings came up: each frame behind its FENCE.
+    expect(peer.records.filter((r) => r.cmd === 'FENCE').length).to.equal(5);
+    host.driverWrite(0, 0x40, 4, 0x1234);
+    const w = await peer.waitFor((a) => a.m.cmd === 'MMIO_WRITE');
+    expect(w.path).to.equal('ring');
+    expect(w.m.body).to.deep.equal({ bar: 0, offset: 0x40n, size: 4, value: 0x1234n });
+    // A driver read goes out on the ring and its answer comes back on the ring.
+    expect(await host.driverRead(0, 0x800, 4)).to.equal(0x5a5an);
+    expect(peer.arrived.find((a) => a.m.cmd === 'MMIO_READ')?.path).to.equal('ring');
+    expect(kept.lines.some((l) => l.msg === 'the hot path rides the rings')).to.equal(true);
+  });
+
+  it('a model that refuses RINGS, a version-1 model and rings: false all stay on the socket', async function () {
+    await start();
+    peer.refuseRings = true;
+    let { host, session } = await attach();
+    expect(session.ringsUp).to.equal(false);
+    expect(kept.lines.some((l) => l.level === 'warn' && /refused the rings/.test(l.msg))).to.equal(true);
+    host.driverWrite(0, 0x40, 4, 7);
+    expect((await peer.waitFor((a) => a.m.cmd === 'MMIO_WRITE')).path).to.equal('socket');
+    expect(await host.driverRead(0, 0x800, 4)).to.equal(0x5a5an);
+    peer.destroy();
+    await server.close();
+
+    await start();
+    ({ host, session } = await attach(1));
+    expect(session.version).to.equal(1);
+    expect(session.ringsUp).to.equal(false);
+    expect(peer.arrived.some((a) => a.m.cmd === 'RINGS')).to.equal(false);
+    expect(peer.fdsReceived).to.equal(0);
+    host.driverWrite(0, 0x40, 4, 8);
+    expect((await peer.waitFor((a) => a.m.cmd === 'MMIO_WRITE')).path).to.equal('socket');
+    peer.destroy();
+    await server.close();
+
+    await start({ rings: false });
+    ({ session } = await attach());
+    expect(session.version).to.equal(2);
+    expect(session.ringsUp).to.equal(false);
+    expect(peer.arrived.some((a) => a.m.cmd === 'RINGS')).to.equal(false);
+  });
+
+  it('100,000 posted writes reach the model through the ring, in program order, with consecutive ids', async function () {
+    await start();
+    const { host, session } = await attach();
+    const N = 100_000;
+    const before = peer.arrived.length;
+    for (let i = 0; i < N; i++) host.driverWrite(0, (i % 64) * 4, 4, i);
+    await peer.waitFor(() => peer.arrived.length - before >= N, 30_000);
+    const got = peer.arrived.slice(before);
+    expect(got).to.have.length(N);
+    const first = got[0]?.m.id ?? 0;
+    got.forEach((a, i) => {
+      const b = a.m.body as { offset: bigint; value: bigint };
+      if (a.path !== 'ring' || a.m.cmd !== 'MMIO_WRITE' || a.m.id !== first + i || b.value !== BigInt(i) || b.offset !== BigInt((i % 64) * 4))
+        expect.fail(`write ${i}: ${a.path} ${a.m.cmd} id ${a.m.id} value ${String(b.value)}`);
+    });
+    expect(session.counters.mmio_writes).to.equal(BigInt(N));
+    expect(session.ringStats()?.g2m.fullTimeouts).to.equal(0n);
+  });
+
+  it('a full g2m ring pauses the host (counted); nothing is dropped or reordered when the model drains it', async function () {
+    await start({ ringSlots: 64 });
+    peer.consuming = false;
+    // The capability walk needs the model to read g2m (its FENCEs): it times out, and the host starts without it.
+    const { host, session } = await attach();
+    let paused = 0;
+    const origPause = host.pause.bind(host);
+    host.pause = () => {
+      paused++;
+      origPause();
+    };
+    const N = 20_000;
+    for (let i = 0; i < N; i++) host.driverWrite(0, 0x0, 4, i);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(paused).to.be.greaterThan(0);
+    expect(session.ringFullWaits).to.be.greaterThan(0);
+    expect(Number(session.ringStats()?.g2m.fullWaits)).to.be.greaterThan(0);
+    peer.startConsuming();
+    // (one test per wake-up: counting with filter() there would be quadratic)
+    await peer.waitFor(() => peer.mmioWrites >= N, 30_000);
+    const writes = peer.arrived.filter((a) => a.m.cmd === 'MMIO_WRITE');
+    expect(writes).to.have.length(N);
+    writes.forEach((a, i) => {
+      if (a.path !== 'ring' || (a.m.body as { value: bigint }).value !== BigInt(i)) expect.fail(`write ${i}: ${a.path} ${String((a.m.body as { value: bigint }).value)}`);
+    });
+    expect(session.closed).to.equal(false);
+  });
+
+  it('model -> gateway: a socket frame after ring records waits for them, and ring records after a FENCE wait for its frame', async function () {
+    await start();
+    const { host, session } = await attach();
+    const events: string[] = [];
+    session.tracer = (ev: TraceEvent) => events.push(ev.kind === 'msi' ? `msi${ev.vector}` : ev.kind);
+    host.map(0x10000n, 4096);
+    const dmaWrite = (v: number): Message => ({ cmd: 'DMA_WRITE', id: peer.id(), reply: false, posted: true, error: 'NONE', body: { addr: 0x10000n, data: Uint8Array.from([v]) } });
+    const msi = (vector: number): RecordMessage => ({ cmd: 'MSI', id: peer.id(), reply: false, posted: true, error: 'NONE', body: { kind: IrqKind.MSI, vector } });
+    // 1. MSI 1 and MSI 2 on the ring, published only after the DMA_WRITE behind them is on the socket.
+    peer.ringPush(msi(1), false);
+    peer.ringPush(msi(2), false);
+    peer.fenceNext(false);
+    peer.socketWrite(dmaWrite(0xaa));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(events, 'the socket frame waits for its FENCE').to.deep.equal([]);
+    peer.ringCommit();
+    // 2. FENCE and MSI 3 on the ring first; the DMA_WRITE comes 50 ms later: MSI 3 waits for it.
+    peer.fenceNext();
+    peer.ringPush(msi(3));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(events).to.deep.equal(['msi1', 'msi2', 'dma_write']);
+    peer.socketWrite(dmaWrite(0xbb));
+    const irq = host.nextInterrupt();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(events).to.deep.equal(['msi1', 'msi2', 'dma_write', 'dma_write', 'msi3']);
+    await irq.catch(() => undefined);
+    // The interrupt after the DMA write found it in host memory.
+    expect(host.dmaRead(0x10000n, 1)[0]).to.equal(0xbb);
+  });
+
+  it('gateway -> model: a driver write on the ring comes before the DMA_READ reply that followed it on the socket', async function () {
+    await start();
+    peer.consuming = false;
+    const { host } = await attach().catch(() => ({ host: null, session: null }));
+    // (with g2m untouched the capability walk timed out; the device still came up)
+    expect(host).to.not.equal(null);
+    const h = host as FakeHost;
+    h.map(0x20000n, 16).set([1, 2, 3, 4]);
+    const fencesBefore = peer.records.length;
+    h.driverWrite(0, 0x44, 4, 0xd00b);
+    const id = peer.id();
+    peer.send({ cmd: 'DMA_READ', id, reply: false, posted: false, error: 'NONE', body: { addr: 0x20000n, len: 4 } });
+    await new Promise((r) => setTimeout(r, 100));
+    // The reply is on the socket, unread by the rule: its FENCE is behind the write on g2m.
+    expect(peer.arrived.some((a) => a.m.cmd === 'DMA_READ')).to.equal(false);
+    peer.startConsuming();
+    const reply = await peer.waitFor((a) => a.m.cmd === 'DMA_READ' && a.m.reply);
+    const iw = peer.arrived.findIndex((a) => a.m.cmd === 'MMIO_WRITE');
+    expect(iw).to.be.greaterThan(-1);
+    expect(iw).to.be.lessThan(peer.arrived.indexOf(reply));
+    expect(reply.m.body).to.deep.equal({ data: Uint8Array.from([1, 2, 3, 4]) });
+    const tail = peer.records.slice(fencesBefore).map((r) => r.cmd);
+    expect(tail.slice(-2)).to.deep.equal(['MMIO_WRITE', 'FENCE']);
+  });
+
+  it('a corrupt record on m2g closes the session with a logged reason; the device leaves the host, nothing crashes', async function () {
+    await start();
+    const { host, session } = await attach();
+    const closed = new Promise<string>((resolve) => session.once('close', resolve));
+    const bad = new Uint8Array(64);
+    new DataView(bad.buffer).setUint32(0, 8, true);
+    new DataView(bad.buffer).setUint32(4, 1, true);
+    new DataView(bad.buffer).setUint16(8, 0x7777, true);
+    peer.ringRaw(bad);
+    expect(await closed).to.match(/corrupt ring record/);
+    expect(kept.lines.some((l) => l.level === 'error' && /corrupt record/.test(l.msg))).to.equal(true);
+    expect(host.isClosed).to.equal(true);
+    expect(session.ringsUp).to.equal(false);
+    // The peer gets the reason as an ERROR before the close.
+    const e = await peer.waitFor((a) => a.m.cmd === 'ERROR');
+    expect(e.m.error).to.equal('UNKNOWN_CMD');
   });
 });

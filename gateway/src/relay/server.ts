@@ -16,6 +16,10 @@ export interface GatewayServerOptions {
   requestTimeoutMs?: number;
   /** The card every model must announce (see SessionOptions.description). */
   description?: DeviceDescription;
+  /** Offer version-2 models the shared-memory rings (default true; see SessionOptions.rings). */
+  rings?: boolean;
+  /** Slots per ring (SessionOptions.ringSlots). */
+  ringSlots?: number;
 }
 
 export class GatewayServer extends EventEmitter {

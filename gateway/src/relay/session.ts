@@ -3,11 +3,20 @@
 // request/reply matching with timeouts, and the relay itself — the host's
 // driver accesses out to the model in program order, the model's DMA,
 // interrupts and BAR stores into the host, in the order they arrive.
+//
+// From version 2 the hot messages ride two shared-memory rings (RINGS,
+// docs/protocol.md "The rings in a session"): driver writes and reads out on
+// g2m, the model's stores, read answers and interrupts in on m2g. Each side
+// marks its socket frames on its own ring (FENCE), so a receiver takes both
+// paths in the one order they were sent.
 import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
 import { PciemError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { FrameReader, type FrameResult } from '../proto/frames.js';
+import { decodeRecord, encodeRecord, RECORD_HDR, RECORD_MAX, writeMmioWriteRecord, type RecordMessage } from '../proto/ring-records.js';
+import { native } from '../native.js';
+import { formatRing, ringBytes, RingConsumer, RingProducer, type RingStats } from '../ring.js';
 import {
   Cmd, ERR_CODES, Flag, Role, VERSION_MAX, VERSION_MIN, encodeFrame, wireError,
   type CmdName, type DeviceRequest, type FailureName, type Region, type Message, type MessageOf, type RawHeader, type ResetKind, type StatsReply,
@@ -31,6 +40,13 @@ export interface SessionOptions {
    * and read-via-model regions replace the model's.
    */
   description?: DeviceDescription;
+  /**
+   * Offer the model the shared-memory rings when it speaks version 2
+   * (default true); false keeps every message on the socket.
+   */
+  rings?: boolean;
+  /** Slots per ring (a power of two; default 4096). */
+  ringSlots?: number;
 }
 
 /**
@@ -51,6 +67,65 @@ interface PendingRequest {
   resolve: (m: Message) => void;
   reject: (e: PciemError) => void;
   timer: NodeJS.Timeout;
+}
+
+/** Bytes per ring slot: the longest record (40 bytes) fits. */
+export const RING_SLOT_SIZE = 64;
+export const RING_SLOTS_DEFAULT = 4096;
+const PAGE = 4096;
+/** Records published at once at most: the model starts on a long run before it ends. */
+const COMMIT_EVERY = 64;
+
+/** Messages that go on a ring once the rings are up (the rest go on the socket, each after a FENCE). */
+function onRing(m: Message): m is RecordMessage {
+  switch (m.cmd) {
+    case 'MMIO_WRITE':
+      return !m.reply && m.posted;
+    case 'MMIO_READ':
+      return true;
+    default:
+      return false;
+  }
+}
+
+/** The fd under a net.Socket (null for other streams). */
+function socketFd(socket: Duplex): number | null {
+  const fd = (socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : null;
+}
+
+/**
+ * A session's rings, once the model attached them: g2m (the gateway
+ * produces) and m2g (the gateway consumes), and where each path stands.
+ */
+interface RingPath {
+  g2mMap: ArrayBuffer;
+  m2gMap: ArrayBuffer;
+  /** g2m data, g2m space, m2g data, m2g space. */
+  eventfds: number[];
+  g2m: RingProducer;
+  m2g: RingConsumer;
+  /** The consumer's batch buffer, and one for taking records when a socket frame waits for its FENCE. */
+  batch: Uint8Array;
+  pullBatch: Uint8Array;
+  /** Records reserved and not yet published. */
+  uncommitted: number;
+  commitQueued: boolean;
+  /** g2m records that found the ring full, in order (backlogHead: the next to go). */
+  backlog: Uint8Array[];
+  backlogHead: number;
+  full: boolean;
+  /** Socket frames this side sent since the rings came up (the last FENCE count). */
+  sent: number;
+  /** The model's socket frames: received, and handled, since its RINGS reply; the last FENCE count taken from m2g. */
+  received: number;
+  handled: number;
+  fence: number;
+  /** Socket frames whose FENCE has not been reached yet. */
+  held: FrameResult[];
+  /** Stopped at FENCE(fence) until that socket frame arrives; m2g records taken meanwhile. */
+  waiting: boolean;
+  records: Uint8Array[];
 }
 
 const CMD_NAMES = new Map<number, CmdName>(Object.entries(Cmd).map(([k, v]) => [v, k as CmdName]));
@@ -84,7 +159,16 @@ export class ModelSession extends EventEmitter {
   private readonly pending = new Map<number, PendingRequest>();
   private nextId = 1;
   private corked = false;
-  private blocked = false;
+  /** Why the host is paused (backpressure: 'socket', 'ring'); resumed when none is left. */
+  private readonly pauses = new Set<string>();
+  /** The protocol version HELLO picked. */
+  version = 0;
+  /** The rings, once up; while RINGS is unanswered, what the session sends waits in ringsHeld. */
+  private ring: RingPath | null = null;
+  private ringsPending = false;
+  private ringsHeld: Message[] = [];
+  /** Times a full g2m ring paused the host. */
+  ringFullWaits = 0;
   private readonly log: Logger;
   private readonly timeoutMs: number;
   /** Capability layouts (ID -> offset): the host's (null: same as the model's) and the model's. */
@@ -122,6 +206,16 @@ export class ModelSession extends EventEmitter {
     return this.state === 'closed';
   }
 
+  /** Whether the hot path rides the rings. */
+  get ringsUp(): boolean {
+    return this.ring !== null;
+  }
+
+  /** The rings' shared counters (full waits, wake-ups), while they are up. */
+  ringStats(): { g2m: RingStats; m2g: RingStats } | null {
+    return this.ring ? { g2m: this.ring.g2m.stats(), m2g: this.ring.m2g.stats() } : null;
+  }
+
   /** Ends the session: the host device is removed (surprise removal for its driver). */
   close(reason: string, error?: { code: FailureName; refId: number }): void {
     if (this.state === 'closed') return;
@@ -133,6 +227,7 @@ export class ModelSession extends EventEmitter {
       p.reject(new PciemError('PCIEM_ERR_NO_DEVICE', `session closed: ${reason}`));
     }
     this.pending.clear();
+    this.dropRings();
     const host = this.host;
     this.host = null;
     try {
@@ -162,6 +257,24 @@ export class ModelSession extends EventEmitter {
 
   private send(m: Message): void {
     if (this.state === 'closed') return;
+    if (this.ringsPending) {
+      // Nothing goes between RINGS and its reply: the model counts frames from there.
+      this.ringsHeld.push(m);
+      return;
+    }
+    const ring = this.ring;
+    if (ring !== null) {
+      if (onRing(m)) {
+        this.pushRecord(ring, m);
+        return;
+      }
+      ring.sent++;
+      this.pushRecord(ring, { cmd: 'FENCE', id: ring.sent, reply: false, posted: true, error: 'NONE', body: { count: ring.sent } });
+    }
+    this.writeFrame(m);
+  }
+
+  private writeFrame(m: Message): void {
     const frame = encodeFrame(m);
     this.counters.frames_out++;
     this.counters.bytes_out += BigInt(frame.length);
@@ -175,16 +288,21 @@ export class ModelSession extends EventEmitter {
         this.socket.uncork();
       });
     }
-    if (!this.socket.write(frame) && !this.blocked) {
-      // Backpressure: stop taking the driver's accesses until the socket drains.
-      this.blocked = true;
-      this.host?.pause();
-    }
+    // Backpressure: stop taking the driver's accesses until the socket drains.
+    if (!this.socket.write(frame)) this.pauseHost('socket');
   }
 
   private onDrain(): void {
-    if (!this.blocked) return;
-    this.blocked = false;
+    this.resumeHost('socket');
+  }
+
+  private pauseHost(why: string): void {
+    if (this.pauses.size === 0) this.host?.pause();
+    this.pauses.add(why);
+  }
+
+  private resumeHost(why: string): void {
+    if (!this.pauses.delete(why) || this.pauses.size > 0) return;
     this.host?.resume();
   }
 
@@ -200,14 +318,19 @@ export class ModelSession extends EventEmitter {
         return;
       }
       const id = this.takeId();
-      const timer = setTimeout(() => {
-        this.pending.delete(id);
-        this.counters.timeouts++;
-        reject(new PciemError('PCIEM_ERR_TIMEOUT', `${cmd} ${id}: no reply within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.pending.set(id, { cmd, resolve, reject, timer });
+      this.expect(cmd, id, resolve, reject, timeoutMs);
       this.send({ cmd, id, reply: false, posted: false, error: 'NONE', body } as Message);
     });
+  }
+
+  /** Waits for the reply to request `id`; `resolve` runs as the reply is handled, before the frames after it. */
+  private expect(cmd: CmdName, id: number, resolve: (m: Message) => void, reject: (e: PciemError) => void, timeoutMs = this.timeoutMs): void {
+    const timer = setTimeout(() => {
+      this.pending.delete(id);
+      this.counters.timeouts++;
+      reject(new PciemError('PCIEM_ERR_TIMEOUT', `${cmd} ${id}: no reply within ${timeoutMs} ms`));
+    }, timeoutMs);
+    this.pending.set(id, { cmd, resolve, reject, timer });
   }
 
   private reply<C extends CmdName>(req: { cmd: C; id: number }, body: MessageOf<C>['body']): void {
@@ -228,8 +351,31 @@ export class ModelSession extends EventEmitter {
   private onData(chunk: Buffer): void {
     if (this.state === 'closed') return;
     for (const r of this.reader.push(chunk)) {
-      this.onResult(r);
+      this.onFrame(r);
       if (this.closed) return;
+    }
+  }
+
+  /** A frame off the socket: handled now, or once the ring reaches its FENCE. */
+  private onFrame(r: FrameResult): void {
+    const ring = this.ring;
+    if (ring === null) {
+      this.onResult(r);
+      return;
+    }
+    if (!r.ok && (r.fatal || r.header === null)) {
+      // Nothing after it can be read: no order to keep.
+      this.onResult(r);
+      return;
+    }
+    ring.received++;
+    ring.held.push(r);
+    this.releaseHeld(ring);
+    // Its FENCE is on the ring already (the model puts it there first): go and take it.
+    if (ring.held.length > 0 && !ring.waiting) this.pullRing(ring);
+    if (ring.waiting && ring.handled >= ring.fence) {
+      ring.waiting = false;
+      this.resumeRecords(ring);
     }
   }
 
@@ -241,7 +387,11 @@ export class ModelSession extends EventEmitter {
     }
     this.counters.frames_in++;
     this.counters.bytes_in += BigInt(r.bytes);
-    const m = r.message;
+    this.handle(r.message);
+  }
+
+  /** A message that decoded, off either path. */
+  private handle(m: Message): void {
     try {
       if (m.reply) this.onReply(m);
       else this.onRequest(m);
@@ -311,6 +461,10 @@ export class ModelSession extends EventEmitter {
     }
     if (m.cmd === 'STATS') {
       this.reply(m, { ...this.counters });
+      return;
+    }
+    if (m.cmd === 'FENCE') {
+      this.fail(m, 'STATE', 'FENCE goes on a ring, never on the socket');
       return;
     }
     if (!FROM_MODEL.has(m.cmd) && m.cmd !== 'MMIO_WRITE') {
@@ -413,6 +567,7 @@ export class ModelSession extends EventEmitter {
       return;
     }
     this.modelName = b.name;
+    this.version = hi;
     this.reply(m, { version_min: VERSION_MIN, version_max: VERSION_MAX, version: hi, role: Role.GATEWAY, name: wireText(this.opts.name ?? 'pciem-gateway') });
     this.state = 'device';
     this.log.info('model connected', { model: b.name, version: hi });
@@ -457,6 +612,8 @@ export class ModelSession extends EventEmitter {
    * put where the model has them), then lets the host's driver bind.
    */
   private async startHost(host: HostDevice): Promise<void> {
+    await this.offerRings();
+    if (this.host !== host) return; // closed meanwhile
     let modelCaps = new Map<number, number>();
     try {
       const bytes = new Uint8Array(0x100);
@@ -493,12 +650,305 @@ export class ModelSession extends EventEmitter {
     this.emit('device', host);
   }
 
+  // ---- the rings (version 2)
+
+  /**
+   * Offers the model the rings (RINGS, with the memory and eventfds as
+   * SCM_RIGHTS), right after the DEVICE reply and before anything else. The
+   * rings are up from the reply on; a failed reply leaves the session on
+   * the socket; no reply in time closes it (the model's state is unknown).
+   */
+  private async offerRings(): Promise<void> {
+    const fd = socketFd(this.socket);
+    if (this.opts.rings === false || this.version < 2 || fd === null || this.closed) return;
+    let ring: RingPath;
+    try {
+      ring = this.makeRings();
+    } catch (e) {
+      this.log.warn('could not make the rings: the socket carries everything', { error: asPciemError(e).message });
+      return;
+    }
+    const slots = ring.g2m.slotCount;
+    const span = ring.g2mMap.byteLength;
+    this.ringsPending = true;
+    const id = this.takeId();
+    const frame = encodeFrame({
+      cmd: 'RINGS', id, reply: false, posted: false, error: 'NONE',
+      body: { slot_size: RING_SLOT_SIZE, slot_count: slots, g2m_offset: 0n, m2g_offset: BigInt(span) },
+    });
+    const memfd = this.ringMemfd;
+    this.ringMemfd = -1;
+    const answered = new Promise<boolean>((resolve) => {
+      this.expect('RINGS', id, () => {
+        // Synchronously, before the frame after the reply is looked at: that one is counted.
+        this.ring = ring;
+        ring.m2g.start(ring.batch, (out, n) => this.takeRecords(ring, out, n), (e) => this.ringBroken(ring, e));
+        this.log.info('the hot path rides the rings', { slots, slot_size: RING_SLOT_SIZE });
+        this.releaseRingsHeld();
+        resolve(true);
+      }, (e) => {
+        if (e.code === 'PCIEM_ERR_TIMEOUT') this.close('the model did not answer RINGS', { code: 'TIMEOUT', refId: id });
+        else this.log.warn('the model refused the rings: the socket carries everything', { code: e.code, error: e.message });
+        this.releaseRingsHeld();
+        resolve(false);
+      });
+    });
+    try {
+      await this.sendWithFds(fd, frame, [memfd, ...ring.eventfds]);
+    } catch (e) {
+      this.close(`could not send RINGS: ${asPciemError(e).message}`);
+    } finally {
+      native.close(memfd);
+    }
+    if (!(await answered)) this.freeRings(ring);
+  }
+
+  /** RINGS is answered: what waited for it goes, in order, on whichever path is now up. */
+  private releaseRingsHeld(): void {
+    this.ringsPending = false;
+    const held = this.ringsHeld;
+    this.ringsHeld = [];
+    for (const m of held) this.send(m);
+  }
+
+  /** The memfd of the rings being offered (closed once RINGS went out). */
+  private ringMemfd = -1;
+
+  /** One memfd, two formatted rings in it, four eventfds; mapped here. */
+  private makeRings(): RingPath {
+    const slots = this.opts.ringSlots ?? RING_SLOTS_DEFAULT;
+    const span = Math.ceil(ringBytes(RING_SLOT_SIZE, slots) / PAGE) * PAGE;
+    const memfd = native.memfdCreate('pciem-rings', 2 * span);
+    const eventfds: number[] = [];
+    try {
+      const g2mMap = native.mmap(memfd, span, 0);
+      const m2gMap = native.mmap(memfd, span, span);
+      formatRing(g2mMap, RING_SLOT_SIZE, slots);
+      formatRing(m2gMap, RING_SLOT_SIZE, slots);
+      for (let i = 0; i < 4; i++) eventfds.push(native.eventfd(0));
+      const [g2mData, g2mSpace, m2gData, m2gSpace] = eventfds as [number, number, number, number];
+      this.ringMemfd = memfd;
+      return {
+        g2mMap, m2gMap, eventfds,
+        g2m: new RingProducer(g2mMap, g2mData, g2mSpace),
+        m2g: new RingConsumer(m2gMap, m2gData, m2gSpace),
+        batch: new Uint8Array(RING_SLOT_SIZE * 64),
+        pullBatch: new Uint8Array(RING_SLOT_SIZE * 64),
+        uncommitted: 0, commitQueued: false, backlog: [], backlogHead: 0, full: false,
+        sent: 0, received: 0, handled: 0, fence: 0, held: [], waiting: false, records: [],
+      };
+    } catch (e) {
+      for (const fd of eventfds) native.close(fd);
+      native.close(memfd);
+      throw e;
+    }
+  }
+
+  /**
+   * Sends `frame` with `fds` attached: one sendmsg() on the socket's fd, when
+   * nothing of ours is queued in front of it (so the stream keeps its
+   * order); what that call did not take follows through the socket.
+   */
+  private async sendWithFds(fd: number, frame: Uint8Array, fds: number[]): Promise<void> {
+    const deadline = Date.now() + this.timeoutMs;
+    for (;;) {
+      if (this.closed) throw new PciemError('PCIEM_ERR_NO_DEVICE', 'session closed');
+      if (!this.corked && this.socket.writableLength === 0 && this.socket.writableCorked === 0) {
+        const n = native.sendFds(fd, frame, fds);
+        if (n > 0) {
+          if (n < frame.length) this.socket.write(frame.subarray(n));
+          this.counters.frames_out++;
+          this.counters.bytes_out += BigInt(frame.length);
+          return;
+        }
+      }
+      if (Date.now() > deadline) throw new PciemError('PCIEM_ERR_TIMEOUT', `the socket took nothing for ${this.timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 1));
+    }
+  }
+
+  /** Publishes at the end of this turn of the event loop, or now after a long run. */
+  private queueCommit(ring: RingPath): void {
+    if (++ring.uncommitted >= COMMIT_EVERY) {
+      ring.uncommitted = 0;
+      ring.g2m.commit();
+      return;
+    }
+    if (ring.commitQueued) return;
+    ring.commitQueued = true;
+    process.nextTick(() => {
+      ring.commitQueued = false;
+      ring.uncommitted = 0;
+      if (this.ring === ring) ring.g2m.commit();
+    });
+  }
+
+  /** One message onto g2m; behind the backlog while the ring is (or was) full: never dropped. */
+  private pushRecord(ring: RingPath, m: RecordMessage): void {
+    this.counters.frames_out++;
+    if (m.error !== 'NONE') this.counters.errors_out++;
+    if (ring.backlog.length === 0) {
+      const at = ring.g2m.reserve();
+      if (at >= 0) {
+        this.counters.bytes_out += BigInt(encodeRecord(ring.g2m.view, at, m));
+        this.queueCommit(ring);
+        return;
+      }
+    }
+    const rec = new Uint8Array(RECORD_MAX);
+    this.counters.bytes_out += BigInt(encodeRecord(new DataView(rec.buffer), 0, m));
+    ring.backlog.push(rec);
+    if (!ring.full) void this.drainBacklog(ring);
+  }
+
+  /** Backpressure: the host waits while g2m is full, and the backlog goes in as the model makes room. */
+  private async drainBacklog(ring: RingPath): Promise<void> {
+    ring.full = true;
+    this.ringFullWaits++;
+    this.pauseHost('ring');
+    while (this.ring === ring && ring.backlogHead < ring.backlog.length) {
+      try {
+        await ring.g2m.waitForSpace(this.timeoutMs);
+      } catch (e) {
+        if (this.ring !== ring) return;
+        this.log.warn('the model has taken nothing off its ring: the host waits', { ms: this.timeoutMs, error: asPciemError(e).message });
+        continue;
+      }
+      for (let at = ring.g2m.reserve(); at >= 0; at = ring.g2m.reserve()) {
+        ring.g2m.bytes.set(ring.backlog[ring.backlogHead++] as Uint8Array, at);
+        if (ring.backlogHead === ring.backlog.length) break;
+      }
+      ring.g2m.commit();
+    }
+    ring.backlog = [];
+    ring.backlogHead = 0;
+    ring.full = false;
+    this.resumeHost('ring');
+  }
+
+  /** Records off m2g, in order; stops taking them at a FENCE whose socket frame has not come. */
+  private takeRecords(ring: RingPath, out: Uint8Array, n: number): void {
+    const size = ring.m2g.slotSize;
+    for (let i = 0; i < n; i++) {
+      if (this.ring !== ring) return;
+      if (ring.waiting) {
+        for (; i < n; i++) ring.records.push(out.slice(i * size, (i + 1) * size));
+        return;
+      }
+      this.takeRecord(ring, new DataView(out.buffer, out.byteOffset + i * size, size));
+    }
+  }
+
+  private takeRecord(ring: RingPath, v: DataView): void {
+    let m: RecordMessage;
+    try {
+      m = decodeRecord(v, 0, v.byteLength);
+    } catch (e) {
+      const err = asPciemError(e);
+      this.counters.errors_in++;
+      this.log.error('a corrupt record on the ring from the model: closing', { code: err.code, error: err.message });
+      this.close(`corrupt ring record: ${err.message}`, { code: wireError(err.code), refId: v.getUint32(4, true) });
+      return;
+    }
+    this.counters.frames_in++;
+    this.counters.bytes_in += BigInt(RECORD_HDR + v.getUint32(0, true));
+    if (m.cmd === 'FENCE') this.onFence(ring, m.body.count);
+    else this.handle(m);
+  }
+
+  /** FENCE(k): the model's socket frames up to number k come here, in the ring's order. */
+  private onFence(ring: RingPath, count: number): void {
+    if (count !== ring.fence + 1) {
+      this.counters.errors_in++;
+      this.log.error('a FENCE out of sequence from the model: closing', { count, expected: ring.fence + 1 });
+      this.close(`FENCE ${count} after ${ring.fence}`, { code: 'STATE', refId: count });
+      return;
+    }
+    ring.fence = count;
+    this.releaseHeld(ring);
+    if (ring.handled < ring.fence) ring.waiting = true;
+  }
+
+  private releaseHeld(ring: RingPath): void {
+    while (ring.handled < ring.fence && ring.held.length > 0 && this.ring === ring) {
+      ring.handled++;
+      this.onResult(ring.held.shift() as FrameResult);
+    }
+  }
+
+  /** Takes what m2g holds now (a socket frame waits for its FENCE, which is there already). */
+  private pullRing(ring: RingPath): void {
+    while (this.ring === ring && !ring.waiting && ring.held.length > 0) {
+      let n: number;
+      try {
+        n = ring.m2g.popBatch(ring.pullBatch);
+      } catch (e) {
+        this.ringBroken(ring, e as Error);
+        return;
+      }
+      if (n === 0) return;
+      this.takeRecords(ring, ring.pullBatch, n);
+    }
+  }
+
+  private resumeRecords(ring: RingPath): void {
+    while (!ring.waiting && ring.records.length > 0 && this.ring === ring) {
+      const r = ring.records.shift() as Uint8Array;
+      this.takeRecord(ring, new DataView(r.buffer, r.byteOffset, r.byteLength));
+    }
+  }
+
+  private ringBroken(ring: RingPath, e: Error): void {
+    if (this.ring !== ring) return;
+    const err = asPciemError(e);
+    this.counters.errors_in++;
+    this.log.error('the model\'s ring is corrupt: closing', { code: err.code, error: err.message });
+    this.close(`corrupt ring: ${err.message}`, { code: wireError(err.code), refId: 0 });
+  }
+
+  /** Takes the rings down (session closing). */
+  private dropRings(): void {
+    const ring = this.ring;
+    this.ring = null;
+    this.ringsPending = false;
+    if (this.ringMemfd >= 0) {
+      native.close(this.ringMemfd);
+      this.ringMemfd = -1;
+    }
+    if (ring) this.freeRings(ring);
+  }
+
+  private freeRings(ring: RingPath): void {
+    // What was reserved goes out (the ERROR of a close has its FENCE there).
+    ring.g2m.commit();
+    ring.m2g.stop();
+    ring.g2m.close();
+    // A drain of the consumer may be on the stack: unmap once it is over.
+    setImmediate(() => {
+      native.munmap(ring.g2mMap);
+      native.munmap(ring.m2gMap);
+      for (const fd of ring.eventfds) native.close(fd);
+    });
+  }
+
   /** The host's accesses, relayed to the model in the order they come. */
   private sink(): HostSink {
     return {
       write: (bar, offset, size, value) => {
         this.counters.mmio_writes++;
         if (this.tracer) this.trace({ kind: 'mmio_write', bar, offset, size, value });
+        const ring = this.ring;
+        if (ring !== null && ring.backlog.length === 0) {
+          // The hot path: straight into a slot.
+          const at = ring.g2m.reserve();
+          if (at >= 0) {
+            writeMmioWriteRecord(ring.g2m.view, at, this.takeId(), bar, offset, size, value);
+            this.counters.frames_out++;
+            this.counters.bytes_out += 40n;
+            this.queueCommit(ring);
+            return;
+          }
+        }
         this.post('MMIO_WRITE', { bar, offset, size, value });
       },
       read: (token, bar, offset, size) => {
