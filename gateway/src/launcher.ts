@@ -310,8 +310,8 @@ export function parseQmpEndpoint(s: string): QmpEndpoint | null {
 }
 
 /**
- * A QMP connection to a QEMU the user started: kept up while the gateway
- * runs (reconnected, quietly retrying, if QEMU goes away and comes back).
+ * A QMP connection to a QEMU the user started: made when QEMU is there and
+ * kept while the gateway runs (reconnected if QEMU goes away and comes back).
  */
 export class QmpAttachment {
   qmp: Qmp | null = null;
@@ -322,9 +322,12 @@ export class QmpAttachment {
     this.log = log.child({ component: 'qmp' });
   }
 
-  /** Connects once (an error if QEMU's QMP is not there within `timeoutMs`), then keeps the connection. */
-  async start(timeoutMs = 10_000): Promise<void> {
-    this.adopt(await Qmp.connect(this.ep, { timeoutMs, log: this.log }));
+  /**
+   * Starts connecting, in the background: the user's QEMU may well start
+   * after the gateway (its bridge connects to the gateway's socket).
+   */
+  start(): void {
+    void this.reconnect();
   }
 
   private adopt(qmp: Qmp): void {
@@ -334,11 +337,12 @@ export class QmpAttachment {
       if (this.qmp === qmp) this.qmp = null;
       if (this.stopped) return;
       this.log.warn("the attached QEMU's QMP connection closed; reconnecting", { reason: reason.message });
-      void this.reconnect();
+      this.start();
     });
   }
 
   private async reconnect(): Promise<void> {
+    let said = false;
     while (!this.stopped) {
       try {
         const q = await Qmp.connect(this.ep, { timeoutMs: 5000, log: this.log });
@@ -348,7 +352,9 @@ export class QmpAttachment {
         }
         this.adopt(q);
         return;
-      } catch {
+      } catch (e) {
+        if (!said) this.log.warn('no QMP from the attached QEMU yet; retrying every second', { qmp: 'path' in this.ep ? this.ep.path : `${this.ep.host}:${this.ep.port}`, error: (e as Error).message });
+        said = true;
         await sleep(1000);
       }
     }

@@ -115,7 +115,7 @@ export class GatewayService {
       await this.control.listen(this.paths.control);
       writeState(this.paths.state, this.state);
       if (this.launcher) await this.launcher.start();
-      if (this.attachment) await this.attachment.start();
+      this.attachment?.start();
     } catch (e) {
       await this.stop();
       throw e;

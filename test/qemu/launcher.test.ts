@@ -203,6 +203,7 @@ describe('the gateway launching QEMU (FakeBackend, the real QEMU card model)', f
     const host = await made;
     await until('the card on the host', () => [...svc.server.sessions].some((s) => s.state === 'running'));
     expect(await cardAnswers(svc, host)).to.equal(42n);
+    await until('QMP to the user\'s QEMU', () => svc.qmp() !== null);
     expect((await svc.report()).qemu).to.deep.include({ mode: 'attached', qmp: qmpPath, status: 'running' });
     await svc.stop();
     expect(alive(user.pid ?? 0)).to.equal(true);

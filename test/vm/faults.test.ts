@@ -58,7 +58,7 @@ dmesg | grep -E 'BUG:|Oops|WARNING:|Call Trace|general protection' || echo "dmes
     expect(res.restarts, output).to.equal(1);
     expect(res.newQemuPid, output).to.be.a('number').and.not.equal(res.qemuPid);
     expect(res.sessions, output).to.deep.equal(['protopciem:running']);
-    console.log(`      card back and bound ${String(res.rebindMs)} ms after QEMU died (TCG)`);
+    console.log(`      card back and bound ${String(res.rebindMs)} ms after QEMU died`);
   });
 
   it('garbage on the model socket: that connection is dropped with a logged reason; the card keeps working', function () {
