@@ -3,6 +3,7 @@
 // a non-zero exit (2: usage, 1: failure, 3: no gateway running).
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { startDashboard } from './dashboard/index.js';
 import { loadDescription, type Description } from './description.js';
 import { PciemError } from './errors.js';
 import { checkBinary, defaultQemuBinary, parseQmpEndpoint } from './launcher.js';
@@ -56,7 +57,7 @@ const SOCKET_HELP = `  --socket PATH          the model socket that names the ga
 const COMMANDS: Record<string, Command> = {
   start: {
     summary: 'put a described card on this host, launch its QEMU model and relay between them',
-    usage: `${PROG} start [--device FILE] [--qemu BINARY | --attach-qmp QMP | --no-qemu] [--restart-qemu] [--vnc HOST:N] [--socket PATH] [--run-dir DIR] [--pciem PATH] [--read-timeout-ms N] [--log-level LEVEL]`,
+    usage: `${PROG} start [--device FILE] [--qemu BINARY | --attach-qmp QMP | --no-qemu] [--restart-qemu] [--vnc HOST:N] [--dashboard PORT] [--socket PATH] [--run-dir DIR] [--pciem PATH] [--read-timeout-ms N] [--log-level LEVEL]`,
     options: {
       socket: { type: 'string' },
       device: { type: 'string' },
@@ -66,6 +67,7 @@ const COMMANDS: Record<string, Command> = {
       'restart-qemu': { type: 'boolean' },
       vnc: { type: 'string' },
       'qemu-grace-ms': { type: 'string' },
+      dashboard: { type: 'string' },
       'run-dir': { type: 'string' },
       pciem: { type: 'string' },
       'read-timeout-ms': { type: 'string' },
@@ -102,6 +104,10 @@ sockets and the state file are removed.
   --vnc HOST:N           show the card's display on VNC display N (port 5900+N);
                          ':N' listens on 127.0.0.1 only
   --qemu-grace-ms N      how long QEMU has to quit when asked (default 5000)
+  --dashboard PORT       serve the web dashboard (the card's display, the event
+                         trace, counters, QEMU's status) on 127.0.0.1:PORT (0: any
+                         free port); its URL, with the access token, is logged
+                         and shown by 'status'
 ${SOCKET_HELP}
 ${RUN_DIR_HELP}
   --pciem PATH           the pciem device node (default /dev/pciem)
@@ -115,6 +121,7 @@ ${RUN_DIR_HELP}
       if (!(LEVELS as readonly string[]).includes(level)) throw new UsageError(`--log-level: '${level}' is not one of ${LEVELS.join(', ')}`);
       const timeout = wholeNumber(v, 'read-timeout-ms', 1000, 1, 60_000, 'milliseconds');
       const grace = wholeNumber(v, 'qemu-grace-ms', 5000, 0, 600_000, 'milliseconds');
+      const dashboard = v.dashboard === undefined ? null : wholeNumber(v, 'dashboard', 0, 0, 65535, 'port');
       const modes = ['qemu', 'attach-qmp', 'no-qemu'].filter((k) => v[k] !== undefined);
       if (modes.length > 1) throw new UsageError(`--${modes[0] ?? ''} and --${modes[1] ?? ''}: one way to have a QEMU at a time`);
       const launching = v['attach-qmp'] === undefined && v['no-qemu'] === undefined;
@@ -155,6 +162,10 @@ ${RUN_DIR_HELP}
         ...(description ? { description } : {}),
         ...(launch ? { launch } : {}),
         ...(attach ? { attachQmp: attach } : {}),
+      }, dashboard === null ? undefined : async (svc) => {
+        const d = await startDashboard({ server: svc.server, qmp: () => svc.qmp(), port: dashboard, log: log.child({ component: 'dashboard' }) });
+        svc.setDashboard(d.url);
+        return () => d.close();
       });
     },
   },

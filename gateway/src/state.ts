@@ -37,6 +37,7 @@ export interface GatewayState {
     qmp: string | null;
     vnc: string | null;
   };
+  /** The dashboard's URL, with its access token. */
   dashboard: string | null;
 }
 
@@ -123,10 +124,10 @@ export function ensureRunDir(runDir: string): void {
   }
 }
 
-/** Writes a state file whole (readers never see half of one). */
+/** Writes a state file whole (readers never see half of one); only its owner reads it (the dashboard URL carries its token). */
 export function writeState(path: string, s: GatewayState): void {
   const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, `${JSON.stringify(s, null, 2)}\n`, { mode: 0o644 });
+  writeFileSync(tmp, `${JSON.stringify(s, null, 2)}\n`, { mode: 0o600 });
   renameSync(tmp, path);
 }
 

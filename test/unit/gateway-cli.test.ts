@@ -74,7 +74,7 @@ describe('pciem-gateway command line', function () {
     const start = run('start', '--help');
     expect(start.status).to.equal(0);
     expect(start.stdout).to.match(/--socket PATH/).and.match(/--device FILE/).and.match(/SIGTERM/)
-      .and.match(/--qemu BINARY/).and.match(/--attach-qmp QMP/).and.match(/--restart-qemu/).and.match(/--vnc HOST:N/).and.match(/--run-dir DIR/);
+      .and.match(/--qemu BINARY/).and.match(/--attach-qmp QMP/).and.match(/--restart-qemu/).and.match(/--vnc HOST:N/).and.match(/--run-dir DIR/).and.match(/--dashboard PORT/);
     const status = run('status', '-h');
     expect(status.status).to.equal(0);
     expect(status.stdout).to.match(/usage: pciem-gateway status/).and.match(/--json/).and.match(/3 if none/);
@@ -121,6 +121,7 @@ describe('pciem-gateway command line', function () {
       [['--device', PROTOPCIEM, '--vnc', '5900'], /--vnc: '5900' is not HOST:DISPLAY/],
       [['--device', PROTOPCIEM, '--qemu-grace-ms', 'long'], /--qemu-grace-ms: 'long' is not a whole number/],
       [['--attach-qmp', ''], /--attach-qmp: '' is not a UNIX socket path or HOST:PORT/],
+      [['--no-qemu', '--dashboard', '70000'], /--dashboard: '70000' is not a whole number of port from 0 to 65535/],
     ];
     for (const [args, re] of cases) {
       const r = run('start', ...args);
@@ -259,9 +260,9 @@ describe('pciem-gateway status and stop', function () {
     expect(existsSync(statePaths(dir, sock).state)).to.equal(true);
   });
 
-  it('a running gateway: status shows it (text and JSON), stop ends it and everything it made is gone', async function () {
+  it('a running gateway: status shows it and its dashboard (text and JSON), stop ends it and everything it made is gone', async function () {
     const sock = join(dir, 'gw.sock');
-    const gw = spawn(process.execPath, [BIN, 'start', '--no-qemu', '--socket', sock, '--run-dir', dir], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const gw = spawn(process.execPath, [BIN, 'start', '--no-qemu', '--socket', sock, '--run-dir', dir, '--dashboard', '0'], { stdio: ['ignore', 'ignore', 'pipe'] });
     let log = '';
     gw.stderr.setEncoding('utf8').on('data', (d: string) => (log += d));
     const exited = new Promise<number | null>((res) => gw.on('exit', (c) => res(c)));
@@ -272,13 +273,17 @@ describe('pciem-gateway status and stop', function () {
       let r = run('status', '--run-dir', dir);
       expect(r.status, r.stderr).to.equal(0);
       expect(r.stdout).to.match(new RegExp(`gateway pid ${gw.pid}, up`)).and.contain(`model socket  ${sock}`)
-        .and.match(/QEMU +not managed/).and.match(/card +none yet/);
+        .and.match(/QEMU +not managed/).and.match(/card +none yet/).and.match(/dashboard +http:\/\/127\.0\.0\.1:\d+\/\?token=\w+/);
       r = run('status', '--run-dir', dir, '--socket', sock, '--json');
       expect(r.status).to.equal(0);
-      const j = JSON.parse(r.stdout) as { gateways: { pid: number; socket: string; sessions: unknown[]; qemu: { mode: string } }[] };
+      const j = JSON.parse(r.stdout) as { gateways: { pid: number; socket: string; sessions: unknown[]; qemu: { mode: string }; dashboard: string }[] };
       expect(j.gateways).to.have.length(1);
       expect(j.gateways[0]).to.deep.include({ pid: gw.pid, socket: sock, sessions: [] });
       expect(j.gateways[0]?.qemu.mode).to.equal('none');
+      // The dashboard answers with its token, and only with it.
+      const url = j.gateways[0]?.dashboard ?? '';
+      expect((await fetch(url)).status).to.equal(200);
+      expect((await fetch(url.replace(/token=\w+/, 'token=wrong'))).status).to.not.equal(200);
       expect(existsSync(paths.state) && existsSync(paths.control) && existsSync(sock)).to.equal(true);
       r = run('stop', '--run-dir', dir);
       expect(r.status, r.stdout + r.stderr).to.equal(0);
@@ -288,6 +293,9 @@ describe('pciem-gateway status and stop', function () {
       expect(readdirSync(dir)).to.deep.equal([]);
       r = run('status', '--run-dir', dir);
       expect(r.status).to.equal(3);
+      let closed = false;
+      await fetch(url).catch(() => (closed = true));
+      expect(closed, 'the dashboard port is closed').to.equal(true);
     } finally {
       gw.kill('SIGKILL');
     }
