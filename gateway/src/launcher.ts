@@ -182,7 +182,9 @@ export class QemuLauncher extends EventEmitter<LauncherEvents> {
     });
     eachLine(child.stderr, (line) => {
       keep(line);
-      log.warn('qemu stderr', { line });
+      // QEMU prefixes what is only information ("qemu-system-x86_64: info: ..."); the rest is a warning or worse.
+      if (/^[^:]*: info: /.test(line)) log.info('qemu stderr', { line });
+      else log.warn('qemu stderr', { line });
     });
     log.info('QEMU started', { binary, restarts: this.restarts });
     if (child.pid !== undefined) this.emit('spawn', child.pid);
