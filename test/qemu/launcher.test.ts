@@ -4,11 +4,11 @@
 // killed -> its death is logged, the card leaves the host and, with
 // restarts on, comes back; QEMU that keeps dying -> the gateway gives up
 // and says so; restarts off -> the gateway ends; a QEMU the user started is
-// attached over QMP and left running at the end; SIGTERM to a gateway
-// process removes its sockets and state file and ends its QEMU, and
-// SIGKILL to one takes its QEMU down with it.
+// attached over QMP and left running at the end; a gateway process as
+// `status` shows it, `stop` (SIGTERM) removes its sockets and state file
+// and ends its QEMU, and SIGKILL to one takes its QEMU down with it.
 import { expect } from 'chai';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -44,6 +44,12 @@ async function until(what: string, f: () => boolean, ms = 20_000): Promise<void>
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await sleep(20);
   }
+}
+
+/** `pciem-gateway ARGS`: exit status and stdout. */
+function cli(...args: string[]): { code: number | null; out: string } {
+  const r = spawnSync(process.execPath, [join(repoRoot, 'bin', 'pciem-gateway.js'), ...args], { encoding: 'utf8', timeout: 30_000 });
+  return { code: r.status, out: r.stdout + r.stderr };
 }
 
 function alive(pid: number): boolean {
@@ -239,7 +245,18 @@ process.exit(code);`;
     const a = await startGateway();
     const paths = statePaths(runDir, sock);
     expect([paths.state, paths.control, paths.qmp, sock].map((p) => existsSync(p))).to.deep.equal([true, true, true, true]);
-    a.gw.kill('SIGTERM');
+    // What `status` shows of it, then `stop` (SIGTERM) ends it.
+    await until('the card up', () => cli('status', '--run-dir', runDir).out.includes('card          protopciem'));
+    const st = cli('status', '--run-dir', runDir);
+    expect(st.code).to.equal(0);
+    expect(st.out).to.contain(`gateway pid ${String(a.gw.pid)}, up`)
+      .and.contain(`QEMU          launched, pid ${a.qemuPid}, running; restarts 0`)
+      .and.contain(`${qemu}, QMP ${paths.qmp}`)
+      .and.match(/card +protopciem from qemu-[\d.]+ pciem-bridge: running at fake/)
+      .and.match(/mmio_writes=\d+ mmio_reads=\d+ config_writes=\d+/);
+    const stop = cli('stop', '--run-dir', runDir);
+    expect(stop.code, stop.out).to.equal(0);
+    expect(stop.out).to.match(new RegExp(`stopped gateway pid ${String(a.gw.pid)} `));
     expect(await a.exit).to.equal(0);
     expect(alive(a.qemuPid)).to.equal(false);
     expect(a.log()).to.contain('"msg":"QEMU exited"').and.contain('"msg":"gateway stopped"');
