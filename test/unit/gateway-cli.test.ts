@@ -251,13 +251,17 @@ describe('pciem-gateway status and stop', function () {
     expect(existsSync(statePaths(dir, join(dir, 'a.sock')).state)).to.equal(false);
   });
 
-  it('start refuses a socket a live gateway serves, and names it', function () {
+  it('start refuses a socket a live gateway serves, and names it; status counts a gateway that does not answer', function () {
     const sock = join(dir, 'gw.sock');
     fakeState(dir, sock, process.pid, processStart(process.pid));
     const r = run('start', '--socket', sock, '--run-dir', dir, '--no-qemu');
     expect(r.status).to.equal(1);
     expect(r.stderr).to.match(new RegExp(`a gateway \\(pid ${process.pid}\\) already serves .*gw\\.sock`));
     expect(existsSync(statePaths(dir, sock).state)).to.equal(true);
+    // A live gateway whose control socket does not answer still counts as running, and says why.
+    const st = run('status', '--run-dir', dir);
+    expect(st.status).to.equal(0);
+    expect(st.stdout).to.match(new RegExp(`gateway pid ${process.pid} \\(socket .*gw\\.sock\\) is running but does not answer: control socket .*ECONNREFUSED`));
   });
 
   it('a running gateway: status shows it and its dashboard (text and JSON), stop ends it and everything it made is gone', async function () {
