@@ -1,6 +1,7 @@
 // The `pciem-gateway` command line: start, status, stop. Each subcommand
 // has its own --help; a bad flag, value or file is named in the error, with
 // a non-zero exit (2: usage, 1: failure, 3: no gateway running).
+import { existsSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { startDashboard } from './dashboard/index.js';
@@ -152,8 +153,12 @@ ${RUN_DIR_HELP}
             : `--${flag}: ${device} has no "qemu" section saying which QEMU device models the card`);
         }
       }
-      const log = createLogger({ level: level as Level });
       const pciem = str(v, 'pciem');
+      // A launched model describes its card at once: without pciem.ko there is nothing to put it on.
+      if (launch && !existsSync(pciem ?? '/dev/pciem')) {
+        throw new PciemError('PCIEM_ERR_NOT_LOADED', `${pciem !== undefined ? `--pciem ${pciem}` : '/dev/pciem'}: no such device node: is pciem.ko loaded?`);
+      }
+      const log = createLogger({ level: level as Level });
       const backend = new PciemBackend({ ...(pciem !== undefined ? { path: pciem } : {}), readTimeoutMs: timeout });
       return serve({
         backend, log, name: `${PROG} 0.1.0`,

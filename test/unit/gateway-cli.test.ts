@@ -139,7 +139,7 @@ describe('pciem-gateway command line', function () {
     }
   });
 
-  it('a QEMU binary that is not there or cannot run is named before anything starts (exit 1)', function () {
+  it('a QEMU binary that is not there or cannot run, or no pciem.ko, is named before anything starts (exit 1)', function () {
     const dir = mkdtempSync(join(tmpdir(), 'pciem-cli-'));
     try {
       let r = run('start', '--device', PROTOPCIEM, '--qemu', '/nonexistent/qemu-system-x86_64', '--run-dir', dir, '--socket', join(dir, 'gw.sock'));
@@ -158,6 +158,10 @@ describe('pciem-gateway command line', function () {
       expect(r.status).to.equal(1);
       expect(r.stderr).to.match(/the default QEMU .*empty-cache\/qemu\/.*qemu-system-x86_64: no such file \(run 'make qemu'/);
       expect(readdirSync(dir).filter((n) => n.endsWith('.json'))).to.deep.equal([]);
+      // A card to launch and no pciem.ko: said before QEMU is started.
+      r = run('start', '--device', PROTOPCIEM, '--qemu', '/bin/true', '--pciem', join(dir, 'pciem'), '--run-dir', dir);
+      expect(r.status).to.equal(1);
+      expect(r.stderr).to.match(/--pciem .*\/pciem: no such device node: is pciem\.ko loaded\? \[PCIEM_ERR_NOT_LOADED\]/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
