@@ -4,7 +4,6 @@
 import { existsSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { startDashboard } from './dashboard/index.js';
 import { loadDescription, type Description } from './description.js';
 import { PciemError } from './errors.js';
 import { checkBinary, defaultQemuBinary, parseQmpEndpoint } from './launcher.js';
@@ -168,6 +167,8 @@ ${RUN_DIR_HELP}
         ...(launch ? { launch } : {}),
         ...(attach ? { attachQmp: attach } : {}),
       }, dashboard === null ? undefined : async (svc) => {
+        // Loaded only when asked for: status and stop need none of it.
+        const { startDashboard } = await import('./dashboard/index.js');
         const d = await startDashboard({ server: svc.server, qmp: () => svc.qmp(), port: dashboard, log: log.child({ component: 'dashboard' }) });
         svc.setDashboard(d.url);
         return () => d.close();
