@@ -1,6 +1,7 @@
 // The gateway's QEMU handling (gateway/src/launcher.ts, service.ts) against
 // the QEMU we build, with the FakeBackend standing in for /dev/pciem: the
-// gateway launches the described model, the card comes up and answers; QEMU
+// gateway launches the described model, the card comes up and answers, its
+// display is on VNC; QEMU
 // killed -> its death is logged, the card leaves the host and, with
 // restarts on, comes back; QEMU that keeps dying -> the gateway gives up
 // and says so; restarts off -> the gateway ends; a QEMU the user started is
@@ -11,6 +12,7 @@ import { expect } from 'chai';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -100,18 +102,28 @@ describe('the gateway launching QEMU (FakeBackend, the real QEMU card model)', f
     return svc;
   }
 
-  it('launches the model: the card comes up, QMP answers, the state file names QEMU', async function () {
+  it('launches the model: the card comes up, QMP answers, VNC shows its display, the state file names QEMU', async function () {
     const backend = new FakeBackend(5000);
     const { log } = memoryLog();
-    const svc = service(backend, log);
+    const svc = service(backend, log, { launch: { binary: qemu, restart: true, vnc: '127.0.0.1:57' } });
     const made = backend.nextDevice(60_000);
     await svc.start();
     const host = await made;
     await until('the card on the host', () => [...svc.server.sessions].some((s) => s.state === 'running'));
     expect(await cardAnswers(svc, host)).to.equal(42n);
     expect((await svc.qmp()?.queryStatus())?.status).to.equal('running');
+    // QEMU's VNC server greets with its protocol version on port 5900 + 57.
+    const greeting = await new Promise<string>((res, rej) => {
+      const c = connect(5957, '127.0.0.1');
+      c.once('data', (b: Buffer) => {
+        c.destroy();
+        res(b.toString('latin1'));
+      });
+      c.once('error', rej);
+    });
+    expect(greeting).to.match(/^RFB 003\.00\d\n/);
     const st = readState(svc.paths.state);
-    expect(st?.qemu).to.deep.include({ mode: 'launched', pid: svc.launcher?.pid, binary: qemu, qmp: svc.paths.qmp });
+    expect(st?.qemu).to.deep.include({ mode: 'launched', pid: svc.launcher?.pid, binary: qemu, qmp: svc.paths.qmp, vnc: '127.0.0.1:57' });
     const r = await svc.report();
     expect(r.sessions).to.have.length(1);
     expect(r.sessions[0]).to.deep.include({ device: 'protopciem', state: 'running' });
