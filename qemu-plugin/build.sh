@@ -25,12 +25,14 @@ TARGET=x86_64-softmmu
 DEVICES_NAME=pciem
 
 HERE=$PCIEM_TOP/qemu-plugin
-# Generated C sources copied next to ours: the card's constants and the
-# wire protocol's codec (for the bridge).
+# C sources of proto/ copied next to ours: the card's constants, the wire
+# protocol's codec, and the rings with their records (for the bridge).
 GENERATED_FILES=(
 	"$PCIEM_TOP/proto/generated/protopciem_regs.h"
 	"$PCIEM_TOP/proto/generated/wire.h"
 	"$PCIEM_TOP/proto/generated/wire.c"
+	"$PCIEM_TOP/proto/ring/pciem_ring.h"
+	"$PCIEM_TOP/proto/ring/pciem_ring_records.h"
 )
 QDIR=$PCIEM_CACHE/qemu
 PYTOOLS=$QDIR/pytools
@@ -243,7 +245,7 @@ install_sources() {
 		sync_file "$f" "$dir/$(basename "$f")"
 		want[$(basename "$f")]=1
 	done
-	# Generated from proto/protopciem.json and proto/wire.json.
+	# From proto/: generated from protopciem.json and wire.json, and the rings.
 	for f in "${GENERATED_FILES[@]}"; do
 		[ -f "$f" ] || die "missing $f (run: make proto)"
 		sync_file "$f" "$dir/$(basename "$f")"

@@ -35,6 +35,17 @@
  *     sent before anything else goes out, so the PCIe ordering rules
  *     (invariant 3) hold on the wire.
  *
+ * Rings (version 2): the gateway's RINGS request, right after its DEVICE
+ * reply, carries a memfd and four eventfds (SCM_RIGHTS, which a UNIX
+ * socket chardev passes as it is; the bridge takes them off every read).
+ * From its reply on, the hot messages ride two shared-memory rings
+ * (proto/ring/pciem_ring.h, records in pciem_ring_records.h): driver writes
+ * and reads come in on g2m, consumed from an fd handler on its data eventfd
+ * and the bottom half; the model's stores, read answers and interrupts go
+ * out on m2g. Every other frame each way follows a FENCE on its sender's
+ * ring, so both sides take the two paths in the order they were sent
+ * (docs/protocol.md, "The rings in a session").
+ *
  * A DMA read waits for its reply synchronously (memory callbacks run under
  * the BQL): the socket is polled with a deadline, and what the gateway sends
  * meanwhile is queued, never handed to the model re-entrantly. Nothing the
@@ -73,6 +84,8 @@
 #include "hw/remote/machine.h"
 #include "system/system.h"
 #include "wire.h"
+#include "pciem_ring.h"
+#include "pciem_ring_records.h"
 #include "trace.h"
 
 #define TYPE_PCIEM_BRIDGE "pciem-bridge"
@@ -109,6 +122,11 @@ OBJECT_DECLARE_SIMPLE_TYPE(PCIemBridge, PCIEM_BRIDGE)
 #define BRIDGE_SHADOW_MAX             (64 * KiB)
 #define BRIDGE_SHADOW_DWORDS          (BRIDGE_SHADOW_MAX / 4)
 
+/* Descriptors a RINGS request carries: memfd, g2m data/space, m2g data/space */
+#define BRIDGE_RING_FDS               5
+/* g2m records taken per run before the main loop gets a turn */
+#define BRIDGE_RING_BUDGET            4096
+
 /* MSIMessage.address carries the kind, data the vector. */
 #define BRIDGE_MSG_MSI                PCIEM_WIRE_IRQ_KIND_MSI
 #define BRIDGE_MSG_MSIX               PCIEM_WIRE_IRQ_KIND_MSIX
@@ -133,6 +151,8 @@ typedef struct BridgeFrame {
     struct pciem_wire_header hdr;
     /* 0, or the negative code the frame is refused with */
     int rc;
+    /* Its number among the gateway's frames on this connection, from 1 */
+    uint32_t seq;
     uint8_t body[];
 } BridgeFrame;
 
@@ -283,6 +303,34 @@ struct PCIemBridge {
     /* Pushes (reads of the model) and stores sent, for qom-get */
     uint64_t shadow_pushes;
     uint64_t shadow_stores;
+
+    /* The version HELLO picked */
+    uint32_t version;
+    /* Descriptors the socket brought, kept for RINGS (-1: none) */
+    int ring_fds[BRIDGE_RING_FDS];
+    unsigned n_ring_fds;
+    /* Frames of the gateway parsed on this connection; the one being handled */
+    uint32_t rx_seq;
+    uint32_t cur_seq;
+    /*
+     * The rings, once RINGS is answered: g2m (we consume), m2g (we
+     * produce), in one shared mapping. ring_base is the RINGS request's
+     * number: the gateway's frame ring_base + k follows its FENCE(k).
+     */
+    bool rings_up;
+    void *ring_map;
+    size_t ring_map_len;
+    int ring_evfd[4];
+    struct pciem_ring g2m;
+    struct pciem_ring m2g;
+    uint32_t ring_base;
+    /* The last FENCE taken off g2m; FENCEs (socket frames) we sent */
+    uint32_t ring_fence;
+    uint32_t ring_sent;
+    /* For qom-get: records each way, and pushes that found m2g full */
+    uint64_t ring_records_in;
+    uint64_t ring_records_out;
+    uint64_t ring_full_waits;
 };
 
 /* DMA goes through the machine's one system memory: one bridge per QEMU. */
@@ -343,6 +391,8 @@ typedef enum BridgePoll {
  * it never blocks; a readable socket with nothing in it is at its end,
  * which that read reports (and the chardev then closes the connection).
  */
+static void bridge_take_fds(PCIemBridge *b);
+
 static bool bridge_read_ready(PCIemBridge *b)
 {
     unsigned gen = b->generation;
@@ -357,6 +407,7 @@ static bool bridge_read_ready(PCIemBridge *b)
     g_byte_array_set_size(b->in, old + n);
     n = qemu_chr_fe_read_all(&b->chr, b->in->data + old, n);
     g_byte_array_set_size(b->in, old + MAX(n, 0));
+    bridge_take_fds(b);
     if (b->generation != gen) {
         /* The chardev closed the connection (at its end, n == 0). */
         return false;
@@ -511,6 +562,83 @@ static void bridge_shadow_push(PCIemBridge *b, const char *why);
 static void bridge_shadow_written(PCIemBridge *b, uint8_t bar,
                                   uint64_t offset, uint64_t size);
 
+/* Is @m one of the hot messages that go on m2g once the rings are up? */
+static bool bridge_on_ring(PCIemBridge *b, const struct pciem_wire_msg *m)
+{
+    if (!b->rings_up) {
+        return false;
+    }
+    switch (m->hdr.cmd) {
+    case PCIEM_WIRE_CMD_MSI:
+    case PCIEM_WIRE_CMD_INTX:
+        return true;
+    case PCIEM_WIRE_CMD_MMIO_WRITE:
+        return m->hdr.flags & PCIEM_WIRE_FLAG_POSTED;
+    case PCIEM_WIRE_CMD_MMIO_READ:
+        return m->hdr.flags & PCIEM_WIRE_FLAG_REPLY;
+    default:
+        return false;
+    }
+}
+
+/*
+ * Puts @m on m2g as a record; a request takes the next id first (a FENCE
+ * carries its count instead: it is not a request of the id sequence). A
+ * full ring waits for the gateway to make room, at most timeout-ms; then
+ * the connection is closed, so nothing is lost without a trace.
+ */
+static bool bridge_ring_push(PCIemBridge *b, struct pciem_wire_msg *m)
+{
+    uint8_t rec[PCIEM_RECORD_MAX];
+    int n, rc;
+
+    if (m->hdr.cmd != PCIEM_WIRE_CMD_FENCE &&
+        !(m->hdr.flags & PCIEM_WIRE_FLAG_REPLY)) {
+        m->hdr.id = b->next_id;
+        b->next_id = bridge_id_after(b->next_id);
+    }
+    n = pciem_record_encode(m, rec, sizeof(rec));
+    if (n < 0) {
+        error_report("%s: cannot put %s on the ring: %s", bridge_id(b),
+                     bridge_cmd_name(m->hdr.cmd), bridge_err_name(-n));
+        return false;
+    }
+    if (pciem_ring_full(&b->m2g)) {
+        b->ring_full_waits++;
+    }
+    rc = pciem_ring_push_wait(&b->m2g, rec, n, b->timeout_ms);
+    if (rc) {
+        error_report("%s: the gateway took nothing off its ring for %u ms "
+                     "(%s); closing the connection", bridge_id(b),
+                     b->timeout_ms, strerror(-rc));
+        b->stats.timeouts++;
+        qemu_chr_fe_disconnect(&b->chr);
+        return false;
+    }
+    trace_pciem_bridge_tx(m->hdr.id, bridge_cmd_name(m->hdr.cmd),
+                          m->hdr.flags, m->hdr.error,
+                          n - PCIEM_WIRE_HEADER_SIZE);
+    b->ring_records_out++;
+    b->stats.frames_out++;
+    b->stats.bytes_out += n;
+    if (m->hdr.error) {
+        b->stats.errors_out++;
+    }
+    return true;
+}
+
+/* The FENCE in front of our next socket frame, on m2g. */
+static bool bridge_ring_fence(PCIemBridge *b)
+{
+    struct pciem_wire_msg f;
+
+    memset(&f, 0, sizeof(f));
+    f.hdr.cmd = PCIEM_WIRE_CMD_FENCE;
+    f.hdr.flags = PCIEM_WIRE_FLAG_POSTED;
+    f.hdr.id = f.body.fence.count = ++b->ring_sent;
+    return bridge_ring_push(b, &f);
+}
+
 /* Encodes and sends @m. */
 static bool bridge_send(PCIemBridge *b, struct pciem_wire_msg *m)
 {
@@ -529,6 +657,16 @@ static bool bridge_send(PCIemBridge *b, struct pciem_wire_msg *m)
     if ((m->hdr.flags & PCIEM_WIRE_FLAG_REPLY) ||
         m->hdr.cmd == PCIEM_WIRE_CMD_MSI || m->hdr.cmd == PCIEM_WIRE_CMD_INTX) {
         bridge_shadow_push(b, bridge_cmd_name(m->hdr.cmd));
+    }
+    if (b->state == BRIDGE_DOWN) {
+        return false;
+    }
+    if (bridge_on_ring(b, m)) {
+        return bridge_ring_push(b, m);
+    }
+    /* Our socket frames follow their FENCE on m2g (invariant 3). */
+    if (b->rings_up && !bridge_ring_fence(b)) {
+        return false;
     }
     b->out.size = 0;
     if (!bridge_encode(b, m, &b->out)) {
@@ -1280,6 +1418,9 @@ static void bridge_handle_error(PCIemBridge *b, const struct pciem_wire_msg *m)
                  m->body.error.ref_id, m->body.error.message);
 }
 
+static void bridge_handle_rings(PCIemBridge *b,
+                                const struct pciem_wire_msg *m);
+
 /* A well-formed request from the gateway, in its turn. */
 static void bridge_handle_request(PCIemBridge *b,
                                   const struct pciem_wire_msg *m)
@@ -1301,6 +1442,11 @@ static void bridge_handle_request(PCIemBridge *b,
     case PCIEM_WIRE_CMD_DMA_WRITE:
         bridge_refuse(b, hdr, PCIEM_WIRE_ERR_STATE, "%s is the model's to "
                       "send", bridge_cmd_name(hdr->cmd));
+        return;
+    }
+    if (hdr->cmd == PCIEM_WIRE_CMD_FENCE) {
+        bridge_refuse(b, hdr, PCIEM_WIRE_ERR_STATE, "FENCE goes on a ring, "
+                      "never on the socket");
         return;
     }
     if (b->state == BRIDGE_HELLO) {
@@ -1333,11 +1479,294 @@ static void bridge_handle_request(PCIemBridge *b,
     case PCIEM_WIRE_CMD_RESET:
         bridge_handle_reset(b, m);
         break;
+    case PCIEM_WIRE_CMD_RINGS:
+        bridge_handle_rings(b, m);
+        break;
     default:
         bridge_refuse(b, hdr, PCIEM_WIRE_ERR_UNSUPPORTED, "%s is not "
                       "implemented", bridge_cmd_name(hdr->cmd));
         break;
     }
+}
+
+/* ---- the rings (version 2) ---- */
+
+/*
+ * Keeps the descriptors the socket brought with what was just read: the
+ * RINGS frame's (they come with its first byte). Any kept before are
+ * closed: descriptors belong to the latest frame that carried some. The
+ * chardev made them blocking (it does so for every descriptor it takes);
+ * the eventfds are shared with the gateway, whose reads must not block.
+ */
+static void bridge_take_fds(PCIemBridge *b)
+{
+    int fds[16];
+    int n = qemu_chr_fe_get_msgfds(&b->chr, fds, ARRAY_SIZE(fds));
+    int i;
+
+    if (n <= 0) {
+        return;
+    }
+    for (i = 0; i < MIN(b->n_ring_fds, BRIDGE_RING_FDS); i++) {
+        close(b->ring_fds[i]);
+    }
+    b->n_ring_fds = n;
+    for (i = 0; i < n; i++) {
+        if (i < BRIDGE_RING_FDS) {
+            b->ring_fds[i] = fds[i];
+            fcntl(fds[i], F_SETFL, fcntl(fds[i], F_GETFL) | O_NONBLOCK);
+        } else {
+            close(fds[i]);
+        }
+    }
+}
+
+static void bridge_close_kept_fds(PCIemBridge *b)
+{
+    unsigned i;
+
+    for (i = 0; i < MIN(b->n_ring_fds, BRIDGE_RING_FDS); i++) {
+        close(b->ring_fds[i]);
+        b->ring_fds[i] = -1;
+    }
+    b->n_ring_fds = 0;
+}
+
+static void bridge_rings_down(PCIemBridge *b)
+{
+    int i;
+
+    if (b->rings_up) {
+        qemu_set_fd_handler(b->ring_evfd[0], NULL, NULL, NULL);
+        b->rings_up = false;
+    }
+    if (b->ring_map) {
+        munmap(b->ring_map, b->ring_map_len);
+        b->ring_map = NULL;
+    }
+    for (i = 0; i < ARRAY_SIZE(b->ring_evfd); i++) {
+        if (b->ring_evfd[i] >= 0) {
+            close(b->ring_evfd[i]);
+            b->ring_evfd[i] = -1;
+        }
+    }
+    bridge_close_kept_fds(b);
+}
+
+static void bridge_process(PCIemBridge *b);
+
+/* The gateway published g2m records while we said we were idle. */
+static void bridge_ring_readable(void *opaque)
+{
+    PCIemBridge *b = opaque;
+
+    pciem_ring_drain(b->ring_evfd[0]);
+    if (b->busy) {
+        bridge_kick(b);
+        return;
+    }
+    bridge_process(b);
+}
+
+/*
+ * Maps the memfd and attaches g2m (we consume) and m2g (we produce) as the
+ * request describes. Returns 0, or the wire error with the reason in @why.
+ */
+static int bridge_rings_attach(PCIemBridge *b, const struct pciem_wire_rings *r,
+                               char *why, size_t why_len)
+{
+    size_t bytes;
+    struct stat st;
+    uint64_t end;
+    void *map;
+    int i;
+
+    if (b->n_ring_fds != BRIDGE_RING_FDS) {
+        snprintf(why, why_len, "%u file descriptors came with it, want %u",
+                 b->n_ring_fds, BRIDGE_RING_FDS);
+        return PCIEM_WIRE_ERR_INVALID;
+    }
+    if (!pciem_ring_geometry_ok(r->slot_size, r->slot_count) ||
+        r->slot_size < PCIEM_RECORD_MAX) {
+        snprintf(why, why_len, "rings of %u slots of %u bytes",
+                 r->slot_count, r->slot_size);
+        return PCIEM_WIRE_ERR_INVALID;
+    }
+    bytes = pciem_ring_bytes(r->slot_size, r->slot_count);
+    end = MAX(r->g2m_offset, r->m2g_offset) + bytes;
+    if (r->g2m_offset > SIZE_MAX - bytes || r->m2g_offset > SIZE_MAX - bytes ||
+        ranges_overlap(r->g2m_offset, bytes, r->m2g_offset, bytes)) {
+        snprintf(why, why_len, "rings at 0x%" PRIx64 " and 0x%" PRIx64
+                 " (0x%zx bytes each) overlap", r->g2m_offset, r->m2g_offset,
+                 bytes);
+        return PCIEM_WIRE_ERR_INVALID;
+    }
+    if (fstat(b->ring_fds[0], &st) < 0 || (uint64_t)st.st_size < end) {
+        snprintf(why, why_len, "the memory file holds less than the 0x%"
+                 PRIx64 " bytes the rings need", end);
+        return PCIEM_WIRE_ERR_INVALID;
+    }
+    map = mmap(NULL, end, PROT_READ | PROT_WRITE, MAP_SHARED, b->ring_fds[0],
+               0);
+    if (map == MAP_FAILED) {
+        snprintf(why, why_len, "mmap: %s", strerror(errno));
+        return PCIEM_WIRE_ERR_IO;
+    }
+    if (pciem_ring_attach(&b->g2m, (uint8_t *)map + r->g2m_offset, bytes,
+                          PCIEM_RING_CONSUMER, b->ring_fds[1],
+                          b->ring_fds[2]) ||
+        pciem_ring_attach(&b->m2g, (uint8_t *)map + r->m2g_offset, bytes,
+                          PCIEM_RING_PRODUCER, b->ring_fds[3],
+                          b->ring_fds[4]) ||
+        b->g2m.slot_size != r->slot_size ||
+        b->m2g.slot_size != r->slot_size ||
+        b->g2m.slot_count != r->slot_count ||
+        b->m2g.slot_count != r->slot_count) {
+        munmap(map, end);
+        snprintf(why, why_len, "a ring header is not what RINGS says");
+        return PCIEM_WIRE_ERR_INVALID;
+    }
+    b->ring_map = map;
+    b->ring_map_len = end;
+    close(b->ring_fds[0]);
+    for (i = 0; i < ARRAY_SIZE(b->ring_evfd); i++) {
+        b->ring_evfd[i] = b->ring_fds[i + 1];
+        b->ring_fds[i + 1] = -1;
+    }
+    b->ring_fds[0] = -1;
+    b->n_ring_fds = 0;
+    return 0;
+}
+
+/*
+ * RINGS: attach, answer on the socket, and from then on the hot path is on
+ * the rings; the gateway's frames after this one follow their FENCEs. A
+ * refusal leaves everything on the socket.
+ */
+static void bridge_handle_rings(PCIemBridge *b, const struct pciem_wire_msg *m)
+{
+    const struct pciem_wire_rings *r = &m->body.rings;
+    char why[PCIEM_WIRE_MESSAGE_MAX];
+    struct pciem_wire_msg reply;
+    int err;
+
+    if (b->rings_up || b->version < 2) {
+        bridge_close_kept_fds(b);
+        bridge_refuse(b, &m->hdr, PCIEM_WIRE_ERR_STATE, b->rings_up ?
+                      "a second RINGS" : "RINGS at version %u", b->version);
+        return;
+    }
+    err = bridge_rings_attach(b, r, why, sizeof(why));
+    if (err) {
+        bridge_close_kept_fds(b);
+        warn_report("%s: RINGS refused: %s; the socket carries everything",
+                    bridge_id(b), why);
+        bridge_refuse(b, &m->hdr, err, "RINGS: %s", why);
+        return;
+    }
+    bridge_reply_init(&reply, &m->hdr);
+    if (!bridge_send(b, &reply)) {
+        bridge_rings_down(b);
+        return;
+    }
+    b->rings_up = true;
+    b->ring_base = b->cur_seq;
+    b->ring_fence = 0;
+    b->ring_sent = 0;
+    qemu_set_fd_handler(b->ring_evfd[0], bridge_ring_readable, NULL, b);
+    trace_pciem_bridge_rings(r->slot_count, r->slot_size);
+    info_report("%s: the hot path rides the rings (%u slots of %u bytes each "
+                "way)", bridge_id(b), r->slot_count, r->slot_size);
+}
+
+/* May the gateway's frame @f be handled: is its FENCE, if any, taken? */
+static bool bridge_frame_due(PCIemBridge *b, const BridgeFrame *f)
+{
+    return !b->rings_up ||
+           (uint64_t)f->seq <= (uint64_t)b->ring_base + b->ring_fence;
+}
+
+/* Is it g2m's turn: every socket frame up to the last FENCE arrived? */
+static bool bridge_ring_turn(PCIemBridge *b)
+{
+    return b->rings_up &&
+           (uint64_t)b->rx_seq >= (uint64_t)b->ring_base + b->ring_fence;
+}
+
+/*
+ * g2m is empty: says so (the gateway then writes the data eventfd for its
+ * next record, and the fd handler runs), after one more look.
+ */
+static bool bridge_ring_idle(PCIemBridge *b)
+{
+    struct pciem_ring_shared *sh = b->g2m.sh;
+
+    atomic_store_explicit(&sh->cons_sleeping, 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_seq_cst);
+    if (pciem_ring_available(&b->g2m) != 0) {
+        atomic_store_explicit(&sh->cons_sleeping, 0, memory_order_relaxed);
+        return false;
+    }
+    atomic_fetch_add_explicit(&sh->consumer_sleeps, 1, memory_order_relaxed);
+    return true;
+}
+
+/*
+ * One g2m record, in its turn: a FENCE lets the socket frames up to its
+ * count go next; a request is handled like one off the socket, in the
+ * same id sequence. Something that cannot be a record closes the
+ * connection (fatal_rc). Returns whether it was a request.
+ */
+static bool bridge_take_record(PCIemBridge *b, const uint8_t *rec, size_t len)
+{
+    struct pciem_wire_msg m;
+    int n = pciem_record_decode(rec, len, &m);
+
+    if (n < 0) {
+        error_report("%s: a corrupt record on the gateway's ring (%s); "
+                     "closing the connection", bridge_id(b),
+                     bridge_err_name(-n));
+        b->stats.errors_in++;
+        b->fatal_rc = -n;
+        b->fatal_ref = m.hdr.id;
+        return false;
+    }
+    trace_pciem_bridge_rx(m.hdr.id, bridge_cmd_name(m.hdr.cmd), m.hdr.flags,
+                          m.hdr.error, m.hdr.size);
+    b->ring_records_in++;
+    b->stats.frames_in++;
+    b->stats.bytes_in += n;
+    if (m.hdr.cmd == PCIEM_WIRE_CMD_FENCE) {
+        if (m.body.fence.count != b->ring_fence + 1) {
+            error_report("%s: FENCE %u on the gateway's ring after %u; "
+                         "closing the connection", bridge_id(b),
+                         m.body.fence.count, b->ring_fence);
+            b->stats.errors_in++;
+            b->fatal_rc = PCIEM_WIRE_ERR_STATE;
+            b->fatal_ref = m.hdr.id;
+            return false;
+        }
+        trace_pciem_bridge_fence(m.body.fence.count);
+        b->ring_fence = m.body.fence.count;
+        return false;
+    }
+    if (m.hdr.flags & PCIEM_WIRE_FLAG_REPLY) {
+        b->stats.errors_in++;
+        bridge_refuse(b, &m.hdr, PCIEM_WIRE_ERR_STATE, "a %s reply on the "
+                      "ring: the bridge asks nothing there",
+                      bridge_cmd_name(m.hdr.cmd));
+        return false;
+    }
+    if (m.hdr.id != b->peer_id) {
+        b->stats.errors_in++;
+        bridge_refuse(b, &m.hdr, PCIEM_WIRE_ERR_STATE, "request id %u, "
+                      "expected %u", m.hdr.id, b->peer_id);
+        b->peer_id = bridge_id_after(m.hdr.id);
+        return true;
+    }
+    b->peer_id = bridge_id_after(m.hdr.id);
+    bridge_handle_request(b, &m);
+    return true;
 }
 
 /* ---- shadowed registers ---- */
@@ -1501,7 +1930,12 @@ static void bridge_shadow_push(PCIemBridge *b, const char *why)
             m.body.mmio_write.offset = off;
             m.body.mmio_write.size = 4;
             m.body.mmio_write.value = b->shadow_now[k];
-            if (!bridge_encode(b, &m, &b->shadow_out)) {
+            if (b->rings_up) {
+                if (!bridge_ring_push(b, &m)) {
+                    goto out;
+                }
+                b->shadow_stores++;
+            } else if (!bridge_encode(b, &m, &b->shadow_out)) {
                 goto out;
             }
             trace_pciem_bridge_shadow_store(s->bar, off, b->shadow_now[k]);
@@ -1512,8 +1946,9 @@ static void bridge_shadow_push(PCIemBridge *b, const char *why)
     }
 out:
     trace_pciem_bridge_shadow_push(why, stores);
-    if (stores && bridge_write(b, (const uint8_t *)b->shadow_out.data,
-                               b->shadow_out.size)) {
+    if (stores && !b->rings_up &&
+        bridge_write(b, (const uint8_t *)b->shadow_out.data,
+                     b->shadow_out.size)) {
         b->stats.frames_out += stores;
         b->shadow_stores += stores;
     }
@@ -1573,6 +2008,7 @@ static void bridge_handle_reply(PCIemBridge *b, const struct pciem_wire_msg *m)
             qemu_chr_fe_disconnect(&b->chr);
         } else {
             trace_pciem_bridge_hello(h->version, h->name);
+            b->version = h->version;
             bridge_send_device(b);
         }
         return;
@@ -1629,6 +2065,7 @@ static void bridge_handle_frame(PCIemBridge *b, BridgeFrame *f)
     trace_pciem_bridge_rx(f->hdr.id, bridge_cmd_name(f->hdr.cmd), f->hdr.flags,
                           f->hdr.error, f->hdr.size);
     b->stats.frames_in++;
+    b->cur_seq = f->seq;
     /* The gateway numbers its requests 1, 2, 3...: a gap is an error. */
     if (request && f->hdr.id) {
         if (!rc && f->hdr.id != b->peer_id) {
@@ -1741,6 +2178,8 @@ static void bridge_parse(PCIemBridge *b)
         if (avail < len) {
             break;
         }
+        /* Every frame has its number, the ones taken at once too (FENCE). */
+        b->rx_seq++;
         if (!rc && b->dma_waiting && (hdr.flags & PCIEM_WIRE_FLAG_REPLY) &&
             hdr.cmd == PCIEM_WIRE_CMD_DMA_READ && hdr.id == b->dma_wait_id) {
             b->dma_waiting = false;
@@ -1755,6 +2194,7 @@ static void bridge_parse(PCIemBridge *b)
         f = g_malloc(sizeof(*f) + hdr.size);
         f->hdr = hdr;
         f->rc = rc;
+        f->seq = b->rx_seq;
         memcpy(f->body, b->in->data + off + PCIEM_WIRE_HEADER_SIZE, hdr.size);
         QSIMPLEQ_INSERT_TAIL(&b->queue, f, next);
         b->queued_bytes += len;
@@ -1777,26 +2217,64 @@ static void bridge_drop_session(PCIemBridge *b)
     bridge_cache_invalidate(b);
     b->dma_waiting = false;
     b->fatal_rc = 0;
+    bridge_rings_down(b);
 }
 
 /* Handles the queued frames in order; never re-entered. */
 static void bridge_process(PCIemBridge *b)
 {
     unsigned gen = b->generation;
+    unsigned budget = BRIDGE_RING_BUDGET;
     bool requests = false;
+    uint8_t rec[64];
+    const void *slot;
     BridgeFrame *f;
+    size_t len;
 
     if (b->busy) {
         return;
     }
     b->busy = true;
-    /* Frames before an unreadable header are handled, then it closes. */
-    while (b->generation == gen && (f = QSIMPLEQ_FIRST(&b->queue))) {
-        QSIMPLEQ_REMOVE_HEAD(&b->queue, next);
-        b->queued_bytes -= PCIEM_WIRE_HEADER_SIZE + f->hdr.size;
-        requests |= !(f->hdr.flags & PCIEM_WIRE_FLAG_REPLY);
-        bridge_handle_frame(b, f);
-        g_free(f);
+    for (;;) {
+        /*
+         * Frames before an unreadable header are handled, then it closes.
+         * With the rings up, a frame waits for its FENCE on g2m.
+         */
+        while (b->generation == gen && (f = QSIMPLEQ_FIRST(&b->queue)) &&
+               bridge_frame_due(b, f)) {
+            QSIMPLEQ_REMOVE_HEAD(&b->queue, next);
+            b->queued_bytes -= PCIEM_WIRE_HEADER_SIZE + f->hdr.size;
+            requests |= !(f->hdr.flags & PCIEM_WIRE_FLAG_REPLY);
+            bridge_handle_frame(b, f);
+            g_free(f);
+        }
+        if (b->generation != gen || b->fatal_rc || !bridge_ring_turn(b)) {
+            break;
+        }
+        /* g2m's turn, up to its next FENCE. */
+        slot = pciem_ring_peek(&b->g2m);
+        if (!slot) {
+            if (pciem_ring_available(&b->g2m) < 0) {
+                error_report("%s: the gateway's ring has an impossible "
+                             "index; closing the connection", bridge_id(b));
+                b->fatal_rc = PCIEM_WIRE_ERR_RANGE;
+                b->fatal_ref = 0;
+                break;
+            }
+            if (bridge_ring_idle(b)) {
+                break;
+            }
+            continue;
+        }
+        if (!budget--) {
+            /* The main loop's turn; the bottom half goes on. */
+            bridge_kick(b);
+            break;
+        }
+        len = MIN(b->g2m.slot_size, sizeof(rec));
+        memcpy(rec, slot, len);
+        pciem_ring_release(&b->g2m);
+        requests |= bridge_take_record(b, rec, len);
     }
     /*
      * Replies push before they go; what posted requests changed goes out
@@ -1856,6 +2334,7 @@ static void bridge_chr_read(void *opaque, const uint8_t *buf, int size)
     PCIemBridge *b = opaque;
 
     b->stats.bytes_in += size;
+    bridge_take_fds(b);
     g_byte_array_append(b->in, buf, size);
     bridge_parse(b);
     bridge_process(b);
@@ -1872,6 +2351,11 @@ static void bridge_connected(PCIemBridge *b)
     b->fd = sc->sioc ? sc->sioc->fd : -1;
     b->next_id = 1;
     b->peer_id = 1;
+    b->version = 0;
+    b->rx_seq = 0;
+    b->ring_records_in = 0;
+    b->ring_records_out = 0;
+    b->ring_full_waits = 0;
     b->hello_id = 0;
     b->device_id = 0;
     b->intx_sent = false;
@@ -2475,6 +2959,8 @@ static void bridge_instance_init(Object *obj)
     b->read_ahead_max = BRIDGE_READ_AHEAD_MAX_DEFAULT;
     b->direct_reads = true;
     b->write_combine = BRIDGE_WRITE_COMBINE_DEFAULT;
+    memset(b->ring_fds, -1, sizeof(b->ring_fds));
+    memset(b->ring_evfd, -1, sizeof(b->ring_evfd));
 }
 
 static void bridge_class_init(ObjectClass *klass, void *data)
@@ -2528,6 +3014,17 @@ static void bridge_class_init(ObjectClass *klass, void *data)
                        offsetof(PCIemBridge, shadow_stores),
                        "MMIO_WRITE stores of shadowed registers sent since "
                        "the connection opened");
+    bridge_add_counter(klass, "ring-records-in",
+                       offsetof(PCIemBridge, ring_records_in),
+                       "records taken off the gateway's ring (g2m) since "
+                       "the connection opened");
+    bridge_add_counter(klass, "ring-records-out",
+                       offsetof(PCIemBridge, ring_records_out),
+                       "records put on the bridge's ring (m2g) since the "
+                       "connection opened");
+    bridge_add_counter(klass, "ring-full-waits",
+                       offsetof(PCIemBridge, ring_full_waits),
+                       "records that found m2g full and waited for room");
 }
 
 /*

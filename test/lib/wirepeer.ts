@@ -3,9 +3,18 @@
 // codec, and stands in for the host: a fake host memory serves the model's
 // DMA, and every frame the model sends is kept in order, so tests can check
 // what arrived and in which order. The real gateway lives in gateway/.
+//
+// With `rings` (version 2) it offers the bridge the shared-memory rings the
+// way the gateway does (RINGS with the memfd and eventfds over SCM_RIGHTS),
+// puts MMIO_WRITE and MMIO_READ requests on g2m, takes the model's records
+// off m2g, and keeps the FENCE rule both ways: `received` is then the order
+// the model sent in, whichever path each message took.
 import { createServer, type Server, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { FrameReader } from '../../gateway/src/proto/frames.js';
+import { FrameReader, type FrameResult } from '../../gateway/src/proto/frames.js';
+import { decodeRecord, encodeRecord, RECORD_MAX, type RecordMessage } from '../../gateway/src/proto/ring-records.js';
+import { native } from '../../gateway/src/native.js';
+import { formatRing, ringBytes, RingConsumer, RingProducer } from '../../gateway/src/ring.js';
 import {
   type CmdName,
   type DeviceRequest,
@@ -91,6 +100,38 @@ export interface PeerOptions {
   shortDmaReads?: boolean;
   /** The registers the DEVICE reply asks the model to keep current (default none). */
   shadow?: Region[];
+  /** The version the HELLO reply picks (default VERSION_MAX). */
+  version?: number;
+  /** At version 2, offer the rings after the DEVICE reply, as the gateway does. */
+  rings?: boolean;
+  /** Slots per ring (default 4096). */
+  ringSlots?: number;
+}
+
+/** One connection's rings, and where each path stands (the FENCE rule). */
+interface PeerRing {
+  maps: ArrayBuffer[];
+  eventfds: number[];
+  g2m: RingProducer;
+  m2g: RingConsumer;
+  /** g2m records that found the ring full, in order. */
+  backlog: Uint8Array[];
+  draining: boolean;
+  /** Socket frames sent since the rings came up (FENCE counts). */
+  sent: number;
+  /** The model's socket frames since its RINGS reply: received, handled; its last FENCE. */
+  received: number;
+  handled: number;
+  fence: number;
+  held: (Message | null)[];
+  waiting: boolean;
+  records: RecordMessage[];
+}
+
+const SLOT = 64;
+
+function onRing(m: Message): m is RecordMessage {
+  return (m.cmd === 'MMIO_WRITE' && !m.reply && m.posted) || (m.cmd === 'MMIO_READ' && !m.reply);
 }
 
 export class WirePeer {
@@ -107,24 +148,41 @@ export class WirePeer {
   connections = 0;
   closes = 0;
   options: PeerOptions = {};
+  /** The version this connection's HELLO reply picked. */
+  version = 0;
+
+  /** This connection's RINGS reply (null before, or without rings); records each way. */
+  ringsReply: Message | null = null;
+  ringRecordsIn = 0;
+  ringRecordsOut = 0;
 
   private sock: Socket | null = null;
   private reader = new FrameReader();
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
   private ready = false;
+  private ring: PeerRing | null = null;
+  private ringsPending = false;
+  private heldOut: Message[] = [];
 
   private constructor(private readonly server: Server) {
     server.on('connection', (s) => this.accept(s));
   }
 
-  static async listen(path: string): Promise<WirePeer> {
+  static async listen(path: string, options: PeerOptions = {}): Promise<WirePeer> {
     const server = createServer();
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(path, () => resolve());
     });
-    return new WirePeer(server);
+    const peer = new WirePeer(server);
+    peer.options = options;
+    return peer;
+  }
+
+  /** Whether this connection's hot path is on the rings. */
+  get ringsUp(): boolean {
+    return this.ring !== null;
   }
 
   /** Connected, HELLO and DEVICE answered: requests may go. */
@@ -134,11 +192,15 @@ export class WirePeer {
 
   private accept(s: Socket): void {
     this.sock?.destroy();
+    this.dropRings();
     this.sock = s;
     this.reader = new FrameReader();
     this.nextId = 1;
     this.ready = false;
     this.shadowSent = null;
+    this.ringsReply = null;
+    this.ringRecordsIn = 0;
+    this.ringRecordsOut = 0;
     this.connections++;
     s.on('data', (chunk: Buffer) => this.onData(s, chunk));
     s.on('error', () => undefined);
@@ -146,6 +208,7 @@ export class WirePeer {
       if (this.sock !== s) return;
       this.sock = null;
       this.ready = false;
+      this.dropRings();
       this.closes++;
       for (const p of this.pending.values()) p.reject(new Error('connection closed'));
       this.pending.clear();
@@ -155,13 +218,182 @@ export class WirePeer {
   private onData(s: Socket, chunk: Buffer): void {
     if (s !== this.sock) return;
     for (const r of this.reader.push(chunk)) {
-      if (!r.ok) {
-        this.refused.push({ code: r.error.code, fatal: r.fatal });
+      if (s !== this.sock) return;
+      this.onFrame(r);
+    }
+  }
+
+  private onFrame(r: FrameResult): void {
+    if (!r.ok) this.refused.push({ code: r.error.code, fatal: r.fatal });
+    const ring = this.ring;
+    if (ring === null) {
+      if (r.ok) this.take(r.message);
+      return;
+    }
+    // Handled once the model's FENCE for it is off m2g (it is there already).
+    ring.received++;
+    ring.held.push(r.ok ? r.message : null);
+    this.release(ring);
+    if (ring.held.length > 0 && !ring.waiting) this.pullRing(ring);
+    if (ring.waiting && ring.handled >= ring.fence) {
+      ring.waiting = false;
+      while (!ring.waiting && ring.records.length > 0 && this.ring === ring) this.takeRecord(ring, ring.records.shift() as RecordMessage);
+    }
+  }
+
+  private take(m: Message): void {
+    this.received.push(m);
+    this.handle(m);
+  }
+
+  private release(ring: PeerRing): void {
+    while (ring.handled < ring.fence && ring.held.length > 0 && this.ring === ring) {
+      ring.handled++;
+      const m = ring.held.shift();
+      if (m) this.take(m);
+    }
+  }
+
+  private takeRecord(ring: PeerRing, m: RecordMessage): void {
+    if (ring.waiting) {
+      ring.records.push(m);
+      return;
+    }
+    this.ringRecordsIn++;
+    if (m.cmd !== 'FENCE') {
+      this.take(m);
+      return;
+    }
+    if (m.body.count !== ring.fence + 1) throw new Error(`the model's FENCE ${m.body.count} after ${ring.fence}`);
+    ring.fence = m.body.count;
+    this.release(ring);
+    if (ring.handled < ring.fence) ring.waiting = true;
+  }
+
+  private takeBatch(ring: PeerRing, out: Uint8Array, n: number): void {
+    for (let i = 0; i < n && this.ring === ring; i++) {
+      let m: RecordMessage;
+      try {
+        m = decodeRecord(new DataView(out.buffer, out.byteOffset + i * SLOT, SLOT), 0, SLOT);
+      } catch (e) {
+        this.refused.push({ code: (e as { code?: string }).code ?? 'ring', fatal: true });
         continue;
       }
-      this.received.push(r.message);
-      this.handle(r.message);
+      this.takeRecord(ring, m);
     }
+  }
+
+  private pullRing(ring: PeerRing): void {
+    const out = new Uint8Array(SLOT * 64);
+    while (this.ring === ring && !ring.waiting && ring.held.length > 0) {
+      const n = ring.m2g.popBatch(out);
+      if (n === 0) return;
+      this.takeBatch(ring, out, n);
+    }
+  }
+
+  /** RINGS, the way the gateway offers it: the memfd and four eventfds ride the frame. */
+  private async offerRings(s: Socket): Promise<void> {
+    const slots = this.options.ringSlots ?? 4096;
+    const span = Math.ceil(ringBytes(SLOT, slots) / 4096) * 4096;
+    const memfd = native.memfdCreate('wirepeer-rings', 2 * span);
+    const maps = [native.mmap(memfd, span, 0), native.mmap(memfd, span, span)] as [ArrayBuffer, ArrayBuffer];
+    formatRing(maps[0], SLOT, slots);
+    formatRing(maps[1], SLOT, slots);
+    const eventfds = [native.eventfd(0), native.eventfd(0), native.eventfd(0), native.eventfd(0)] as [number, number, number, number];
+    const ring: PeerRing = {
+      maps, eventfds,
+      g2m: new RingProducer(maps[0], eventfds[0], eventfds[1]),
+      m2g: new RingConsumer(maps[1], eventfds[2], eventfds[3]),
+      backlog: [], draining: false, sent: 0, received: 0, handled: 0, fence: 0, held: [], waiting: false, records: [],
+    };
+    const id = this.takeId();
+    const frame = encodeFrame({ cmd: 'RINGS', id, reply: false, posted: false, error: 'NONE', body: { slot_size: SLOT, slot_count: slots, g2m_offset: 0n, m2g_offset: BigInt(span) } });
+    this.ringsPending = true;
+    this.pending.set(id, {
+      resolve: (m) => {
+        this.ringsReply = m;
+        if (m.error === 'NONE' && this.sock === s) {
+          this.ring = ring;
+          const out = new Uint8Array(SLOT * 256);
+          ring.m2g.start(out, (o, n) => this.takeBatch(ring, o, n), (e) => this.refused.push({ code: e.message, fatal: true }));
+        } else this.freeRing(ring);
+        this.ringsPending = false;
+        for (const h of this.heldOut.splice(0)) this.write(h);
+        this.ready = this.sock === s;
+      },
+      reject: () => this.freeRing(ring),
+    });
+    const fd = (s as unknown as { _handle?: { fd?: number } })._handle?.fd ?? -1;
+    for (let tries = 0; ; tries++) {
+      if (this.sock !== s || tries > 5000) {
+        native.close(memfd);
+        return;
+      }
+      if (s.writableLength === 0) {
+        const n = native.sendFds(fd, frame, [memfd, ...eventfds]);
+        if (n > 0) {
+          if (n < frame.length) s.write(frame.subarray(n));
+          break;
+        }
+      }
+      await sleep(1);
+    }
+    native.close(memfd);
+  }
+
+  private freeRing(ring: PeerRing): void {
+    ring.m2g.stop();
+    ring.g2m.close();
+    setImmediate(() => {
+      for (const m of ring.maps) native.munmap(m);
+      for (const fd of ring.eventfds) native.close(fd);
+    });
+  }
+
+  private dropRings(): void {
+    const ring = this.ring;
+    this.ring = null;
+    this.ringsPending = false;
+    this.heldOut = [];
+    if (ring) this.freeRing(ring);
+  }
+
+  /** One record onto g2m, behind the backlog while the ring is full. */
+  private pushRecord(ring: PeerRing, m: RecordMessage): void {
+    this.ringRecordsOut++;
+    if (ring.backlog.length === 0) {
+      const at = ring.g2m.reserve();
+      if (at >= 0) {
+        encodeRecord(ring.g2m.view, at, m);
+        ring.g2m.commit();
+        return;
+      }
+    }
+    const rec = new Uint8Array(RECORD_MAX);
+    encodeRecord(new DataView(rec.buffer), 0, m);
+    ring.backlog.push(rec);
+    if (!ring.draining) void this.drainBacklog(ring);
+  }
+
+  private async drainBacklog(ring: PeerRing): Promise<void> {
+    ring.draining = true;
+    let head = 0;
+    while (this.ring === ring && head < ring.backlog.length) {
+      try {
+        await ring.g2m.waitForSpace(10_000);
+      } catch {
+        if (this.ring !== ring) return;
+        continue;
+      }
+      for (let at = ring.g2m.reserve(); at >= 0; at = ring.g2m.reserve()) {
+        ring.g2m.bytes.set(ring.backlog[head++] as Uint8Array, at);
+        if (head === ring.backlog.length) break;
+      }
+      ring.g2m.commit();
+    }
+    ring.backlog = [];
+    ring.draining = false;
   }
 
   private handle(m: Message): void {
@@ -174,20 +406,22 @@ export class WirePeer {
     switch (m.cmd) {
       case 'HELLO':
         this.hello = m.body;
+        this.version = this.options.version ?? VERSION_MAX;
         this.write({
           cmd: 'HELLO',
           id: m.id,
           reply: true,
           posted: false,
           error: 'NONE',
-          body: { version_min: VERSION_MIN, version_max: VERSION_MAX, version: VERSION_MAX, role: Role.GATEWAY, name: 'wirepeer' },
+          body: { version_min: VERSION_MIN, version_max: VERSION_MAX, version: this.version, role: Role.GATEWAY, name: 'wirepeer' },
         });
         break;
       case 'DEVICE':
         this.device = m.body;
         this.shadowSent = this.options.shadow ?? [];
         this.write({ cmd: 'DEVICE', id: m.id, reply: true, posted: false, error: 'NONE', body: { shadow: this.shadowSent } });
-        this.ready = true;
+        if (this.options.rings === true && this.version >= 2 && this.sock) void this.offerRings(this.sock);
+        else this.ready = true;
         break;
       case 'DMA_READ': {
         if (this.options.holdDmaReads === true) break;
@@ -221,6 +455,19 @@ export class WirePeer {
   }
 
   private write(m: Message): void {
+    if (this.ringsPending) {
+      this.heldOut.push(m);
+      return;
+    }
+    const ring = this.ring;
+    if (ring !== null) {
+      if (onRing(m)) {
+        this.pushRecord(ring, m);
+        return;
+      }
+      ring.sent++;
+      this.pushRecord(ring, { cmd: 'FENCE', id: ring.sent, reply: false, posted: true, error: 'NONE', body: { count: ring.sent } });
+    }
     this.sock?.write(encodeFrame(m));
   }
 
@@ -258,8 +505,13 @@ export class WirePeer {
     this.sock?.destroy();
   }
 
-  /** Raw bytes, as they are. */
+  /** Raw bytes, as they are (one frame's worth: with the rings up, its FENCE goes first). */
   sendRaw(bytes: Uint8Array): void {
+    const ring = this.ring;
+    if (ring !== null) {
+      ring.sent++;
+      this.pushRecord(ring, { cmd: 'FENCE', id: ring.sent, reply: false, posted: true, error: 'NONE', body: { count: ring.sent } });
+    }
     this.sock?.write(bytes);
   }
 
@@ -319,6 +571,7 @@ export class WirePeer {
 
   async close(): Promise<void> {
     this.sock?.destroy();
+    this.dropRings();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 }

@@ -3,6 +3,9 @@
 // UNIX socket where test/lib/wirepeer.ts plays the gateway: it answers
 // HELLO and DEVICE, serves the card's DMA from a fake host memory, and
 // drives the card with MMIO and config requests as a host driver would.
+// The main suite runs twice: at version 1 (everything on the socket) and at
+// version 2 with the shared-memory rings (RINGS, FENCEs), where the peer
+// keeps the order the model sent in across both paths.
 import { expect } from 'chai';
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -23,7 +26,7 @@ import { BarFlags, Caps, type ErrName, HEADER_SIZE, IrqKind, Limits, type Messag
 import { entry } from '../lib/cmdbuf.js';
 import { repoRoot } from '../lib/paths.js';
 import { Qmp } from '../../gateway/src/qmp.js';
-import { WirePeer, WireReplyError } from '../lib/wirepeer.js';
+import { WirePeer, WireReplyError, type PeerOptions } from '../lib/wirepeer.js';
 
 const W = Const.FB_WIDTH;
 const H = Const.FB_HEIGHT;
@@ -279,7 +282,12 @@ async function reconnectWith(peer: WirePeer, shadow: Region[]): Promise<number> 
 
 // ---- the tests ------------------------------------------------------------------
 
-describe('pciem-bridge: the QEMU side of the gateway (with a test peer)', function () {
+const PEER_MODES: { name: string; options: PeerOptions }[] = [
+  { name: 'version 1, the socket', options: { version: 1 } },
+  { name: 'version 2, the rings', options: { version: 2, rings: true } },
+];
+
+for (const mode of PEER_MODES) describe(`pciem-bridge: the QEMU side of the gateway (with a test peer; ${mode.name})`, function () {
   this.timeout(120_000);
   let qemuBinary = '';
   let workDir = '';
@@ -291,7 +299,7 @@ describe('pciem-bridge: the QEMU side of the gateway (with a test peer)', functi
     // Fails the suite with the reason when QEMU cannot be built.
     qemuBinary = execFileSync(join(repoRoot, 'qemu-plugin', 'build.sh'), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
     workDir = mkdtempSync(join(tmpdir(), 'pciem-bridge-'));
-    ({ peer, qemu } = await startBridged(qemuBinary, workDir, 'card', 'protopciem,id=card0', `timeout-ms=${DMA_TIMEOUT_MS}`));
+    ({ peer, qemu } = await startBridged(qemuBinary, workDir, 'card', 'protopciem,id=card0', `timeout-ms=${DMA_TIMEOUT_MS}`, mode.options));
     card = new Card(peer);
   });
 
@@ -306,10 +314,10 @@ describe('pciem-bridge: the QEMU side of the gateway (with a test peer)', functi
   });
 
   describe('session', function () {
-    it('says HELLO as the model, version 1, naming QEMU and the bridge', function () {
+    it('says HELLO as the model, versions 1..2, naming QEMU and the bridge', function () {
       expect(peer.hello).to.deep.equal({
         version_min: 1,
-        version_max: 1,
+        version_max: 2,
         role: Role.MODEL,
         name: peer.hello?.name,
       });
@@ -346,6 +354,26 @@ describe('pciem-bridge: the QEMU side of the gateway (with a test peer)', functi
       ];
       expect(d?.traced).to.deep.equal(whole);
       expect(d?.read_via_model).to.deep.equal(whole);
+    });
+
+    it('takes the rings at version 2 and puts the hot path on them; at version 1 there are none', async function () {
+      if (mode.options.rings !== true) {
+        expect(peer.version).to.equal(1);
+        expect(peer.ringsUp).to.equal(false);
+        expect(peer.received.some((m) => m.cmd === 'RINGS')).to.equal(false);
+        return;
+      }
+      expect(peer.version).to.equal(2);
+      expect(peer.ringsReply).to.deep.include({ cmd: 'RINGS', reply: true, error: 'NONE' });
+      expect(peer.ringsUp).to.equal(true);
+      const inBefore = await qomCounter(qemu, 'ring-records-in');
+      const outBefore = await qomCounter(qemu, 'ring-records-out');
+      card.set('DATA', 0xfeed);
+      expect(await card.reg('DATA')).to.equal(0xfeed);
+      // The write and the read came in on g2m, the answer went out on m2g.
+      expect(await qomCounter(qemu, 'ring-records-in') - inBefore).to.be.at.least(2);
+      expect(await qomCounter(qemu, 'ring-records-out') - outBefore).to.be.at.least(1);
+      expect(qemu.stderr).to.match(/the hot path rides the rings \(4096 slots of 64 bytes each way\)/);
     });
 
     it('answers STATS with its counters', async function () {
@@ -989,10 +1017,10 @@ describe('pciem-bridge: the QEMU side of the gateway (with a test peer)', functi
  * and a bridge to the peer that reconnects after 200 ms; resolves once
  * HELLO and DEVICE are through.
  */
-async function startBridged(binary: string, dir: string, name: string, device: string, props: string): Promise<{ peer: WirePeer; qemu: Qemu }> {
+async function startBridged(binary: string, dir: string, name: string, device: string, props: string, options: PeerOptions = {}): Promise<{ peer: WirePeer; qemu: Qemu }> {
   const sock = join(dir, `${name}-gw.sock`);
   const qmpPath = join(dir, `${name}-qmp.sock`);
-  const peer = await WirePeer.listen(sock);
+  const peer = await WirePeer.listen(sock, options);
   const id = /id=([^,]+)/.exec(device)?.[1] ?? '';
   let qemu: Qemu;
   try {

@@ -4,7 +4,9 @@
 // pciem-bridge (test/lib/card-rig.ts). A TypeScript driver
 // (test/lib/proto-driver.ts) programs the card through the fake host: every
 // command round-trips, 100,000 posted writes arrive in order, a
-// 921,600-byte frame arrives byte-exact on the display as bulk DMA.
+// 921,600-byte frame arrives byte-exact on the display as bulk DMA. Both
+// speak version 2: the hot path rides the shared-memory rings (the socket-
+// only path is covered against the same bridge in bridge.test.ts).
 import { expect } from 'chai';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,6 +16,7 @@ import { startRig, type CardRig } from '../lib/card-rig.js';
 import { entry } from '../lib/cmdbuf.js';
 import { fnv1a64 } from '../lib/fnv.js';
 import { PROCESS_IOVA } from '../lib/proto-driver.js';
+import type { TraceKind } from '../../gateway/src/relay/trace.js';
 
 describe('gateway + QEMU card model, no kernel (FakeHost)', function () {
   this.timeout(120_000);
@@ -39,6 +42,20 @@ describe('gateway + QEMU card model, no kernel (FakeHost)', function () {
     expect(rig.session.modelCapabilities.has(0x05)).to.equal(true);
   });
 
+  it('the gateway and the bridge put the hot path on the rings (version 2, RINGS answered)', async function () {
+    expect(rig.session.version).to.equal(2);
+    expect(rig.session.ringsUp).to.equal(true);
+    expect(rig.log()).to.match(/the hot path rides the rings/);
+    const inBefore = await ringCounter('ring-records-in');
+    const outBefore = await ringCounter('ring-records-out');
+    expect(await rig.drv.read(Reg.ID)).to.equal(0x1f0c0001);
+    expect((await rig.drv.arith('ADD', 1)).result).to.equal(2n);
+    expect(await ringCounter('ring-records-in')).to.be.greaterThan(inBefore);
+    expect(await ringCounter('ring-records-out')).to.be.greaterThan(outBefore);
+  });
+
+  const ringCounter = (name: string): Promise<number> => rig.qmp.execute<number>('qom-get', { path: '/objects/br0', property: name });
+
   it('ADD, MULTIPLY and XOR round-trip, completed by MSI', async function () {
     expect((await rig.drv.arith('ADD', 20)).result).to.equal(40n);
     expect((await rig.drv.arith('MULTIPLY', 0x10000)).result).to.equal(0x1_0000_0000n);
@@ -48,7 +65,11 @@ describe('gateway + QEMU card model, no kernel (FakeHost)', function () {
     expect(rig.host.interrupts.filter((i) => i.kind === 'msi').length).to.be.at.least(3);
   });
 
-  it('PROCESS_BUFFER of 1 MiB: read, XORed and written back byte-exact', async function () {
+  it('PROCESS_BUFFER of 1 MiB: read, XORed and written back byte-exact; its DMA writes (socket) land before its MSI (ring)', async function () {
+    const events: TraceKind[] = [];
+    rig.session.tracer = (ev) => {
+      if (ev.kind === 'dma_write' || ev.kind === 'msi') events.push(ev.kind);
+    };
     const n = Const.PROCESS_MAX;
     const src = rig.drv.process.subarray(0, n);
     const dv = new DataView(src.buffer, src.byteOffset, n);
@@ -65,6 +86,10 @@ describe('gateway + QEMU card model, no kernel (FakeHost)', function () {
     for (let i = 0; i < n; i += 4) {
       if (out.getUint32(i, true) !== ((dv.getUint32(i, true) ^ 0x12345678) >>> 0)) expect.fail(`word at ${i}`);
     }
+    rig.session.tracer = null;
+    expect(events.filter((k) => k === 'dma_write').length).to.be.greaterThan(0);
+    expect(events.at(-1)).to.equal('msi');
+    expect(events.indexOf('msi')).to.equal(events.length - 1);
   });
 
   it('EXECUTE_CMDBUF: CLEAR, DRAW_LINE and BLIT_RECT reach the display', async function () {
@@ -124,7 +149,8 @@ describe('gateway + QEMU card model, no kernel (FakeHost)', function () {
     expect(Buffer.from(peer.subarray(4096)).equals(Buffer.from(peer.subarray(0, 4096)))).to.equal(true);
   });
 
-  it('100,000 posted writes arrive in order: the model counted them all and holds the last', async function () {
+  it('100,000 posted writes arrive in order through the ring: the model counted them all and holds the last', async function () {
+    const r0 = await ringCounter('ring-records-in');
     const s0 = (await rig.session.modelStats()).mmio_writes;
     const t0 = Date.now();
     for (let i = 1; i <= 100_000; i++) rig.drv.write(Reg.DATA, i);
@@ -136,8 +162,10 @@ describe('gateway + QEMU card model, no kernel (FakeHost)', function () {
       n = await count();
     }
     const ms = Date.now() - t0;
-    console.log(`      100,000 posted writes: ${ms} ms (${Math.round(100_000 / (ms / 1000))} writes/s over the socket)`);
+    console.log(`      100,000 posted writes: ${ms} ms (${Math.round(100_000 / (ms / 1000))} writes/s over the ring)`);
     expect(n).to.equal(100_000n);
+    expect(await ringCounter('ring-records-in') - r0).to.be.at.least(100_000);
+    expect(rig.session.ringStats()?.g2m.fullTimeouts).to.equal(0n);
     // The model's register holds the last write; its shadow store says so in BAR memory.
     expect(await rig.drv.read(Reg.DATA)).to.equal(100_000);
     const ids = rig.session.counters.mmio_writes;
