@@ -52,12 +52,12 @@ function parseVnc(s: string): string {
 const RUN_DIR_HELP = `  --run-dir DIR          where gateways keep their state files and control
                          sockets (default ${defaultRunDir()}:
                          $XDG_RUNTIME_DIR/pciem-gateway if set, else /run/pciem-gateway)`;
-const SOCKET_HELP = `  --socket PATH          the model socket that names the gateway (default ${DEFAULT_SOCKET})`;
+const SOCKET_HELP = `  --socket PATH          the model socket of the gateway (default ${DEFAULT_SOCKET})`;
 
 const COMMANDS: Record<string, Command> = {
   start: {
     summary: 'put a described card on this host, launch its QEMU model and relay between them',
-    usage: `${PROG} start [--device FILE] [--qemu BINARY | --attach-qmp QMP | --no-qemu] [--restart-qemu] [--vnc HOST:N] [--dashboard PORT] [--socket PATH] [--run-dir DIR] [--pciem PATH] [--read-timeout-ms N] [--log-level LEVEL]`,
+    usage: `${PROG} start [--device FILE] [--qemu BINARY | --attach-qmp QMP | --no-qemu] [--restart-qemu] [--vnc HOST:N] [--qemu-grace-ms N] [--dashboard PORT] [--socket PATH] [--run-dir DIR] [--pciem PATH] [--read-timeout-ms N] [--log-level LEVEL]`,
     options: {
       socket: { type: 'string' },
       device: { type: 'string' },
@@ -108,7 +108,8 @@ sockets and the state file are removed.
                          trace, counters, QEMU's status) on 127.0.0.1:PORT (0: any
                          free port); its URL, with the access token, is logged
                          and shown by 'status'
-${SOCKET_HELP}
+  --socket PATH          the socket models connect to; it also names this
+                         gateway for status and stop (default ${DEFAULT_SOCKET})
 ${RUN_DIR_HELP}
   --pciem PATH           the pciem device node (default /dev/pciem)
   --read-timeout-ms N    how long a driver read waits for the model before it
@@ -194,7 +195,8 @@ Exit status: 0 if a gateway runs, 3 if none does.
 
 ${SOCKET_HELP.replace(' (default ' + DEFAULT_SOCKET + ')', ' (default: every gateway)')}
 ${RUN_DIR_HELP}
-  --json                 one JSON object: { "gateways": [...], "stale": [...] }
+  --json                 one JSON object: { "runDir", "gateways": [status
+                         reports], "stale": [what was removed] }
   -h, --help             this text`,
     async run(v) {
       const runDir = str(v, 'run-dir') ?? defaultRunDir();
