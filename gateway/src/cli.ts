@@ -52,7 +52,7 @@ function parseVnc(s: string): string {
 const RUN_DIR_HELP = `  --run-dir DIR          where gateways keep their state files and control
                          sockets (default ${defaultRunDir()}:
                          $XDG_RUNTIME_DIR/pciem-gateway if set, else /run/pciem-gateway)`;
-const SOCKET_HELP = `  --socket PATH          the model socket of the gateway (default ${DEFAULT_SOCKET})`;
+const SOCKET_HELP = '  --socket PATH          only the gateway serving this model socket (default: every gateway)';
 
 const COMMANDS: Record<string, Command> = {
   start: {
@@ -193,7 +193,7 @@ is reported and removed.
 
 Exit status: 0 if a gateway runs, 3 if none does.
 
-${SOCKET_HELP.replace(' (default ' + DEFAULT_SOCKET + ')', ' (default: every gateway)')}
+${SOCKET_HELP}
 ${RUN_DIR_HELP}
   --json                 one JSON object: { "runDir", "gateways": [status
                          reports], "stale": [what was removed] }
@@ -235,7 +235,7 @@ the host, its QEMU has quit, its sockets and state file are gone.
 Exit status: 0 when every one stopped, 1 if one did not within the
 timeout, 3 if none was running.
 
-${SOCKET_HELP.replace(' (default ' + DEFAULT_SOCKET + ')', ' (default: every gateway)')}
+${SOCKET_HELP}
 ${RUN_DIR_HELP}
   --timeout-ms N         how long to wait for each (default 20000)
   -h, --help             this text`,
