@@ -57,9 +57,11 @@ export interface HostBackend {
   create(desc: DeviceRequest): HostDevice;
 }
 
+const SIZE_MASKS = [0n, 0xffn, 0xffffn, 0xff_ffffn, 0xffff_ffffn, 0xff_ffff_ffffn, 0xffff_ffff_ffffn, 0xff_ffff_ffff_ffffn, 0xffff_ffff_ffff_ffffn];
+
 /** MMIO value masks by access size. */
 export function sizeMask(size: number): bigint {
-  return size >= 8 ? 0xffff_ffff_ffff_ffffn : (1n << BigInt(size * 8)) - 1n;
+  return SIZE_MASKS[size] ?? (size >= 8 ? 0xffff_ffff_ffff_ffffn : (1n << BigInt(size * 8)) - 1n);
 }
 
 /** Whether [offset, offset + size) of `bar` lies inside one of the regions. */

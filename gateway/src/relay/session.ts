@@ -108,8 +108,9 @@ interface RingPath {
   /** The consumer's batch buffer, and one for taking records when a socket frame waits for its FENCE. */
   batch: Uint8Array;
   pullBatch: Uint8Array;
-  /** Records reserved and not yet published. */
+  /** Records reserved and not yet published; of those, hot-path writes not yet counted (frames_out, bytes_out). */
   uncommitted: number;
+  hot: number;
   commitQueued: boolean;
   /** g2m records that found the ring full, in order (backlogHead: the next to go). */
   backlog: Uint8Array[];
@@ -734,7 +735,7 @@ export class ModelSession extends EventEmitter {
         m2g: new RingConsumer(m2gMap, m2gData, m2gSpace),
         batch: new Uint8Array(RING_SLOT_SIZE * 64),
         pullBatch: new Uint8Array(RING_SLOT_SIZE * 64),
-        uncommitted: 0, commitQueued: false, backlog: [], backlogHead: 0, full: false,
+        uncommitted: 0, hot: 0, commitQueued: false, backlog: [], backlogHead: 0, full: false,
         sent: 0, received: 0, handled: 0, fence: 0, held: [], waiting: false, records: [],
       };
     } catch (e) {
@@ -770,17 +771,26 @@ export class ModelSession extends EventEmitter {
   /** Publishes at the end of this turn of the event loop, or now after a long run. */
   private queueCommit(ring: RingPath): void {
     if (++ring.uncommitted >= COMMIT_EVERY) {
-      ring.uncommitted = 0;
-      ring.g2m.commit();
+      this.commitRing(ring);
       return;
     }
     if (ring.commitQueued) return;
     ring.commitQueued = true;
     process.nextTick(() => {
       ring.commitQueued = false;
-      ring.uncommitted = 0;
-      if (this.ring === ring) ring.g2m.commit();
+      if (this.ring === ring) this.commitRing(ring);
     });
+  }
+
+  private commitRing(ring: RingPath): void {
+    ring.uncommitted = 0;
+    ring.g2m.commit();
+    if (ring.hot > 0) {
+      // Counted per batch: a bigint per write each way would cost the hot path more than the ring.
+      this.counters.frames_out += BigInt(ring.hot);
+      this.counters.bytes_out += BigInt(ring.hot * 40);
+      ring.hot = 0;
+    }
   }
 
   /** One message onto g2m; behind the backlog while the ring is (or was) full: never dropped. */
@@ -818,7 +828,7 @@ export class ModelSession extends EventEmitter {
         ring.g2m.bytes.set(ring.backlog[ring.backlogHead++] as Uint8Array, at);
         if (ring.backlogHead === ring.backlog.length) break;
       }
-      ring.g2m.commit();
+      this.commitRing(ring);
     }
     ring.backlog = [];
     ring.backlogHead = 0;
@@ -920,7 +930,7 @@ export class ModelSession extends EventEmitter {
 
   private freeRings(ring: RingPath): void {
     // What was reserved goes out (the ERROR of a close has its FENCE there).
-    ring.g2m.commit();
+    this.commitRing(ring);
     ring.m2g.stop();
     ring.g2m.close();
     // A drain of the consumer may be on the stack: unmap once it is over.
@@ -943,8 +953,7 @@ export class ModelSession extends EventEmitter {
           const at = ring.g2m.reserve();
           if (at >= 0) {
             writeMmioWriteRecord(ring.g2m.view, at, this.takeId(), bar, offset, size, value);
-            this.counters.frames_out++;
-            this.counters.bytes_out += 40n;
+            ring.hot++;
             this.queueCommit(ring);
             return;
           }
