@@ -4,9 +4,9 @@
 //
 //   doorbell -> MSI round trip   protopciem.ko ARITH through the gateway + QEMU
 //                                model vs the minimal C card, same VM (TCG)
-//   posted-write relay rate      driver writes through the gateway and the
-//                                bridge to the model vs a raw C SPSC ring
-//                                between two processes (this machine)
+//   posted-write relay rate      driver writes through the gateway, the g2m
+//                                ring and the bridge to the model vs a raw C
+//                                SPSC ring between two processes (this machine)
 //   bulk DMA host -> model       a 921,600-byte frame read by the model
 //                                (DMA_FRAME) vs memcpy of the same size
 //   DOOM frames/s                -timedemo demo1 through the card vs the
@@ -66,7 +66,7 @@ node --import tsx test/bench/doom-vm.ts`, { timeoutSec: 1800, memoryMiB: 3072, c
       ['what', 'ours p50', 'ours p99', 'baseline p50', 'baseline p99', 'ratio (p50)', 'target'],
       ['doorbell -> MSI round trip, VM (us)', f1(dv.gateway.p50_us ?? NaN), f1(dv.gateway.p99_us ?? NaN), f1(dv.c.p50_us ?? NaN), f1(dv.c.p99_us ?? NaN),
         `${f1((dv.gateway.p50_us ?? NaN) / (dv.c.p50_us ?? NaN))}x the C card`, '<= 1.3x'],
-      ['posted-write relay (writes/s)', String(relay.writes_per_s), '', String(ring.ring_msgs_per_s), '',
+      ['posted-write relay, rings (writes/s)', String(relay.writes_per_s), '', String(ring.ring_msgs_per_s), '',
         `${((relay.writes_per_s ?? 0) / (ring.ring_msgs_per_s ?? 1)).toFixed(3)}x the raw ring`, '>= 0.5x and >= 1M/s'],
       ['bulk DMA host -> model, 921,600 B (us)', f1(relay.frame_p50_us ?? NaN), f1(relay.frame_p99_us ?? NaN), f1(memcpy.memcpy_p50_us ?? NaN), f1(memcpy.memcpy_p99_us ?? NaN),
         `${((memcpy.memcpy_p50_us ?? 0) / (relay.frame_p50_us ?? 1)).toFixed(4)}x memcpy speed`, '>= 0.5x'],

@@ -663,8 +663,9 @@ export class ModelSession extends EventEmitter {
     const fd = socketFd(this.socket);
     if (this.opts.rings === false || this.version < 2 || fd === null || this.closed) return;
     let ring: RingPath;
+    let memfd: number;
     try {
-      ring = this.makeRings();
+      ({ ring, memfd } = this.makeRings());
     } catch (e) {
       this.log.warn('could not make the rings: the socket carries everything', { error: asPciemError(e).message });
       return;
@@ -677,8 +678,6 @@ export class ModelSession extends EventEmitter {
       cmd: 'RINGS', id, reply: false, posted: false, error: 'NONE',
       body: { slot_size: RING_SLOT_SIZE, slot_count: slots, g2m_offset: 0n, m2g_offset: BigInt(span) },
     });
-    const memfd = this.ringMemfd;
-    this.ringMemfd = -1;
     const answered = new Promise<boolean>((resolve) => {
       this.expect('RINGS', id, () => {
         // Synchronously, before the frame after the reply is looked at: that one is counted.
@@ -712,11 +711,8 @@ export class ModelSession extends EventEmitter {
     for (const m of held) this.send(m);
   }
 
-  /** The memfd of the rings being offered (closed once RINGS went out). */
-  private ringMemfd = -1;
-
-  /** One memfd, two formatted rings in it, four eventfds; mapped here. */
-  private makeRings(): RingPath {
+  /** One memfd (for the model: closed here once RINGS went out), two formatted rings in it, four eventfds; mapped here. */
+  private makeRings(): { ring: RingPath; memfd: number } {
     const slots = this.opts.ringSlots ?? RING_SLOTS_DEFAULT;
     const span = Math.ceil(ringBytes(RING_SLOT_SIZE, slots) / PAGE) * PAGE;
     const memfd = native.memfdCreate('pciem-rings', 2 * span);
@@ -728,8 +724,7 @@ export class ModelSession extends EventEmitter {
       formatRing(m2gMap, RING_SLOT_SIZE, slots);
       for (let i = 0; i < 4; i++) eventfds.push(native.eventfd(0));
       const [g2mData, g2mSpace, m2gData, m2gSpace] = eventfds as [number, number, number, number];
-      this.ringMemfd = memfd;
-      return {
+      const ring: RingPath = {
         g2mMap, m2gMap, eventfds,
         g2m: new RingProducer(g2mMap, g2mData, g2mSpace),
         m2g: new RingConsumer(m2gMap, m2gData, m2gSpace),
@@ -738,6 +733,7 @@ export class ModelSession extends EventEmitter {
         uncommitted: 0, hot: 0, commitQueued: false, backlog: [], backlogHead: 0, full: false,
         sent: 0, received: 0, handled: 0, fence: 0, held: [], waiting: false, records: [],
       };
+      return { ring, memfd };
     } catch (e) {
       for (const fd of eventfds) native.close(fd);
       native.close(memfd);
@@ -921,10 +917,6 @@ export class ModelSession extends EventEmitter {
     const ring = this.ring;
     this.ring = null;
     this.ringsPending = false;
-    if (this.ringMemfd >= 0) {
-      native.close(this.ringMemfd);
-      this.ringMemfd = -1;
-    }
     if (ring) this.freeRings(ring);
   }
 
