@@ -106,6 +106,8 @@ export interface PeerOptions {
   rings?: boolean;
   /** Slots per ring (default 4096). */
   ringSlots?: number;
+  /** Never take anything off m2g (the model's ring fills up). */
+  stallModelRing?: boolean;
 }
 
 /** One connection's rings, and where each path stands (the FENCE rule). */
@@ -316,7 +318,7 @@ export class WirePeer {
         if (m.error === 'NONE' && this.sock === s) {
           this.ring = ring;
           const out = new Uint8Array(SLOT * 256);
-          ring.m2g.start(out, (o, n) => this.takeBatch(ring, o, n), (e) => this.refused.push({ code: e.message, fatal: true }));
+          if (this.options.stallModelRing !== true) ring.m2g.start(out, (o, n) => this.takeBatch(ring, o, n), (e) => this.refused.push({ code: e.message, fatal: true }));
         } else this.freeRing(ring);
         this.ringsPending = false;
         for (const h of this.heldOut.splice(0)) this.write(h);

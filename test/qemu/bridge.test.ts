@@ -776,6 +776,29 @@ for (const mode of PEER_MODES) describe(`pciem-bridge: the QEMU side of the gate
       expect(after.errors_in - before.errors_in).to.equal(0n);
     });
 
+    if (mode.options.rings === true) {
+      it('a full m2g: the bridge waits timeout-ms for room, then closes with a logged error; QEMU runs and reconnects', async function () {
+        const conns = peer.connections;
+        peer.options = { ...mode.options, ringSlots: 64, stallModelRing: true };
+        peer.drop();
+        await peer.waitReady(conns + 1);
+        expect(peer.ringsUp).to.equal(true);
+        const closes = peer.closes;
+        // Each read's answer is a record on m2g, which nobody takes: the 65th cannot go.
+        const reads = Array.from({ length: 100 }, () => peer.mmioRead(BAR.REGS.index, Reg.ID).catch((e: unknown) => e));
+        const t0 = Date.now();
+        while (peer.closes === closes && Date.now() - t0 < 10_000) await sleep(20);
+        expect(peer.closes, 'the bridge closed the connection').to.equal(closes + 1);
+        expect(Date.now() - t0).to.be.at.least(DMA_TIMEOUT_MS - 100);
+        await Promise.all(reads);
+        expect(qemu.stderr).to.match(/the gateway took nothing off its ring for 1000 ms/);
+        expect(qemu.running).to.equal(true);
+        peer.options = mode.options;
+        await peer.waitReady(conns + 2);
+        expect(await card.reg('ID')).to.equal(0x1f0c0001);
+      });
+    }
+
     it('RESET {FLR} resets the card and its config space, and is answered', async function () {
       card.set('FENCE_NEXT', 77);
       expect(await card.reg('FENCE_NEXT')).to.equal(77);
