@@ -2248,6 +2248,15 @@ static void bridge_process(PCIemBridge *b)
             bridge_handle_frame(b, f);
             g_free(f);
         }
+        /* A gateway that sends socket frames without their FENCEs. */
+        if (f && b->generation == gen &&
+            b->queued_bytes > BRIDGE_QUEUE_MAX) {
+            error_report("%s: %zu bytes of the gateway's frames wait for "
+                         "FENCEs that do not come; closing the connection",
+                         bridge_id(b), b->queued_bytes);
+            b->fatal_rc = PCIEM_WIRE_ERR_STATE;
+            b->fatal_ref = 0;
+        }
         if (b->generation != gen || b->fatal_rc || !bridge_ring_turn(b)) {
             break;
         }

@@ -503,9 +503,14 @@ class RingModelPeer {
     this.poller = new native.Poller(this.fd, () => this.onReadable());
   }
 
+  /**
+   * Connects, paused before it connects: Node never reads this socket, we
+   * do (a poller on its fd). That poller takes the fd's place in libuv, so a
+   * write Node cannot finish at once never finishes: write in few, small
+   * pieces.
+   */
   static connect(path: string): Promise<RingModelPeer> {
     return new Promise((resolve, reject) => {
-      // Paused before it connects: Node never reads this socket, we do.
       const s = new Socket();
       s.pause();
       s.once('error', reject);
@@ -919,6 +924,17 @@ describe('gateway relay at version 2: the rings (FakeHost, a model peer on the r
     expect(reply.m.body).to.deep.equal({ data: Uint8Array.from([1, 2, 3, 4]) });
     const tail = peer.records.slice(fencesBefore).map((r) => r.cmd);
     expect(tail.slice(-2)).to.deep.equal(['MMIO_WRITE', 'FENCE']);
+  });
+
+  it('socket frames that never get their FENCE are not buffered without end: the session closes (STATE)', async function () {
+    await start();
+    const { host, session } = await attach();
+    const closed = new Promise<string>((resolve) => session.once('close', resolve));
+    // One write: the peer's poller owns its socket's fd in libuv, so a write Node has to queue would never go.
+    peer.sock.write(Buffer.concat(Array.from({ length: 5000 }, () => encodeFrame({ cmd: 'STATS', id: peer.id(), reply: false, posted: false, error: 'NONE', body: {} }))));
+    expect(await closed).to.match(/socket frames wait for a FENCE/);
+    expect(kept.lines.some((l) => l.level === 'error' && /without their FENCE/.test(l.msg))).to.equal(true);
+    expect(host.isClosed).to.equal(true);
   });
 
   it('a corrupt record on m2g closes the session with a logged reason; the device leaves the host, nothing crashes', async function () {

@@ -75,6 +75,13 @@ export const RING_SLOTS_DEFAULT = 4096;
 const PAGE = 4096;
 /** Records published at once at most: the model starts on a long run before it ends. */
 const COMMIT_EVERY = 64;
+/**
+ * Most socket frames that may wait for their FENCE, and most m2g records
+ * that may wait for a socket frame: a model that never sends what it
+ * announced is closed, not buffered without end.
+ */
+const HELD_FRAMES_MAX = 4096;
+const HELD_RECORDS_MAX = 1 << 16;
 
 /** Messages that go on a ring once the rings are up (the rest go on the socket, each after a FENCE). */
 function onRing(m: Message): m is RecordMessage {
@@ -374,6 +381,11 @@ export class ModelSession extends EventEmitter {
     this.releaseHeld(ring);
     // Its FENCE is on the ring already (the model puts it there first): go and take it.
     if (ring.held.length > 0 && !ring.waiting) this.pullRing(ring);
+    if (ring.held.length > HELD_FRAMES_MAX) {
+      this.log.error('the model sends socket frames without their FENCE: closing', { held: ring.held.length });
+      this.close(`${ring.held.length} socket frames wait for a FENCE`, { code: 'STATE', refId: 0 });
+      return;
+    }
     if (ring.waiting && ring.handled >= ring.fence) {
       ring.waiting = false;
       this.resumeRecords(ring);
@@ -839,6 +851,10 @@ export class ModelSession extends EventEmitter {
       if (this.ring !== ring) return;
       if (ring.waiting) {
         for (; i < n; i++) ring.records.push(out.slice(i * size, (i + 1) * size));
+        if (ring.records.length > HELD_RECORDS_MAX) {
+          this.log.error('the model announced a socket frame that does not come: closing', { fence: ring.fence, records: ring.records.length });
+          this.close(`socket frame ${ring.fence} announced, not sent`, { code: 'STATE', refId: 0 });
+        }
         return;
       }
       this.takeRecord(ring, new DataView(out.buffer, out.byteOffset + i * size, size));
