@@ -8,8 +8,8 @@
  *       -chardev socket,id=gw,path=/run/pciem.sock,reconnect-ms=1000 \
  *       -object pciem-bridge,id=br0,device=card0,chardev=gw
  *
- * The gateway owns the host side (/dev/pciem); this object speaks version 1
- * of its wire protocol (docs/protocol.md) over the chardev, with the codec
+ * The gateway owns the host side (/dev/pciem); this object speaks versions
+ * 1 and 2 of its wire protocol (docs/protocol.md) over the chardev, codec
  * generated from proto/wire.json (wire.c, wire.h). The model does not know
  * about the bridge:
  *
