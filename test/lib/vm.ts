@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { relative } from 'node:path';
 import { type KernelVersion, kernelModule, repoRoot } from './paths.js';
+import { resultLine, type Result } from './vm-result.js';
 
 export interface VmOptions {
   kernel?: KernelVersion;
@@ -105,4 +106,29 @@ export function chainEnv(qemu: string, more: Record<string, string> = {}): strin
     ...more,
   };
   return `export ${Object.entries(vars).map(([k, v]) => `${k}=${v}`).join(' ')}`;
+}
+
+/** A VM script's last line: prints "dmesg clean" unless the kernel logged an oops, a BUG or a WARNING. */
+export const DMESG_CHECK = `dmesg | grep -E 'BUG:|Oops|WARNING:|Call Trace|general protection' || echo "dmesg clean"`;
+
+export interface VmJson {
+  /** The program's result line (test/lib/vm-result.ts). */
+  res: Result;
+  /** What the VM and the harness printed, for assertion messages. */
+  output: string;
+  /** The kernel logged no oops, BUG or WARNING during the script. */
+  dmesgClean: boolean;
+}
+
+/**
+ * Runs a VM script whose program prints a result line, then DMESG_CHECK.
+ * Throws, with everything printed, when the line is missing, reports an
+ * error or the script failed.
+ */
+export async function vmRunJson(script: string, what: string, opts: VmOptions = {}): Promise<VmJson> {
+  const r = await vmRunScript(`${script}\n${DMESG_CHECK}`, opts);
+  const output = r.output + r.harness;
+  const res = resultLine(r.output, what);
+  if (r.code !== 0) throw new Error(`${what}: the VM script exited with ${r.code}\n${output}`);
+  return { res, output, dmesgClean: r.output.includes('dmesg clean') };
 }

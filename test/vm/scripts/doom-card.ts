@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { fnv1a64 } from '../../lib/fnv.js';
 import type { Qmp } from '../../../gateway/src/qmp.js';
 import { drv, env, sh, startChain, step, stopChain } from '../../../guests/demo/chain.js';
+import { reportResult } from '../../lib/vm-result.js';
 
 const result: Record<string, unknown> = {};
 
@@ -59,13 +60,4 @@ async function main(): Promise<void> {
   sh('rmmod', ['pciem']);
 }
 
-main().then(
-  () => {
-    console.log(JSON.stringify(result));
-    process.exit(0);
-  },
-  (e: unknown) => {
-    console.log(JSON.stringify({ ...result, error: e instanceof Error ? e.message : String(e) }));
-    process.exit(1);
-  },
-);
+reportResult(main, result);

@@ -7,6 +7,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { Qmp } from '../../../gateway/src/qmp.js';
 import { cardInSysfs, drv, env, sh, startChain, step, stopChain } from '../../../guests/demo/chain.js';
+import { reportResult } from '../../lib/vm-result.js';
 
 const result: Record<string, unknown> = {};
 const ppctl = async (...args: string[]): Promise<string> => (await drv(env('PPCTL'), args)).trim();
@@ -56,13 +57,4 @@ async function screen(qmp: Qmp): Promise<Buffer> {
   return s.pixels;
 }
 
-main().then(
-  () => {
-    console.log(JSON.stringify(result));
-    process.exit(0);
-  },
-  (e: unknown) => {
-    console.log(JSON.stringify({ ...result, error: e instanceof Error ? e.message : String(e) }));
-    process.exit(1);
-  },
-);
+reportResult(main, result);

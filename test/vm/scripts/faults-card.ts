@@ -14,6 +14,7 @@ import { existsSync, openSync, readFileSync, readdirSync } from 'node:fs';
 import { connect } from 'node:net';
 import { cardInSysfs, drv, env, sh, sleep, step, waitFor } from '../../../guests/demo/chain.js';
 import type { GatewayState, StatusReport } from '../../../gateway/src/state.js';
+import { reportResult } from '../../lib/vm-result.js';
 
 const RUN = '/tmp/pciem-run';
 const SOCK = '/tmp/gw.sock';
@@ -140,14 +141,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => {
-    console.log(JSON.stringify(result));
-    process.exit(0);
-  },
-  (e: unknown) => {
-    console.log(JSON.stringify({ ...result, error: e instanceof Error ? e.message : String(e) }));
-    console.error(gatewayLog());
-    process.exit(1);
-  },
-);
+reportResult(main, result, () => console.error(gatewayLog()));
