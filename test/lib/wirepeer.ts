@@ -108,6 +108,8 @@ export interface PeerOptions {
   ringSlots?: number;
   /** Never take anything off m2g (the model's ring fills up). */
   stallModelRing?: boolean;
+  /** Send only this many of RINGS's five descriptors (0: a plain write), as a broken gateway would. */
+  ringsFdCount?: number;
 }
 
 /** One connection's rings, and where each path stands (the FENCE rule). */
@@ -332,8 +334,13 @@ export class WirePeer {
         native.close(memfd);
         return;
       }
+      const fdCount = this.options.ringsFdCount ?? 5;
+      if (fdCount === 0) {
+        s.write(frame);
+        break;
+      }
       if (s.writableLength === 0) {
-        const n = native.sendFds(fd, frame, [memfd, ...eventfds]);
+        const n = native.sendFds(fd, frame, [memfd, ...eventfds].slice(0, fdCount));
         if (n > 0) {
           if (n < frame.length) s.write(frame.subarray(n));
           break;
@@ -505,6 +512,16 @@ export class WirePeer {
   /** Drops the connection, as a gateway that died would. */
   drop(): void {
     this.sock?.destroy();
+  }
+
+  /** Raw bytes into the next g2m slot, published (the rings must be up). */
+  ringRaw(bytes: Uint8Array): void {
+    const ring = this.ring;
+    if (ring === null) throw new Error('ringRaw: the rings are not up');
+    const at = ring.g2m.reserve();
+    if (at < 0) throw new Error('ringRaw: g2m is full');
+    ring.g2m.bytes.set(bytes, at);
+    ring.g2m.commit();
   }
 
   /** Raw bytes, as they are (one frame's worth: with the rings up, its FENCE goes first). */

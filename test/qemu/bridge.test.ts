@@ -777,6 +777,46 @@ for (const mode of PEER_MODES) describe(`pciem-bridge: the QEMU side of the gate
     });
 
     if (mode.options.rings === true) {
+      for (const fds of [0, 3]) {
+        it(`RINGS with ${fds} file descriptors: a failed reply INVALID, and the session goes on over the socket`, async function () {
+          const conns = peer.connections;
+          peer.options = { ...mode.options, ringsFdCount: fds };
+          peer.drop();
+          await peer.waitReady(conns + 1);
+          expect(peer.ringsReply?.error).to.equal('INVALID');
+          expect((peer.ringsReply?.body as { message: string }).message).to.match(new RegExp(`${fds} file descriptors came with it, want 5`));
+          expect(peer.ringsUp).to.equal(false);
+          card.set('DATA', 0x5151);
+          expect(await card.reg('DATA')).to.equal(0x5151);
+          expect(await qomCounter(qemu, 'ring-records-in')).to.equal(0);
+          expect(qemu.stderr).to.match(/RINGS refused: .*the socket carries everything/);
+          peer.options = mode.options;
+          peer.drop();
+          await peer.waitReady(conns + 2);
+          expect(peer.ringsUp).to.equal(true);
+        });
+      }
+
+      it('a corrupt record on g2m: ERROR UNKNOWN_CMD, closed with a logged reason; QEMU runs and reconnects', async function () {
+        const conns = peer.connections;
+        const closes = peer.closes;
+        const from = peer.received.length;
+        const bad = new Uint8Array(24);
+        const v = new DataView(bad.buffer);
+        v.setUint32(0, 8, true);
+        v.setUint32(4, peer.peekId(), true);
+        v.setUint16(8, 0x7777, true);
+        v.setUint16(10, 2, true);
+        peer.ringRaw(bad);
+        await peer.waitReady(conns + 1);
+        expect(peer.closes).to.equal(closes + 1);
+        const err = peer.received.slice(from).find((m) => m.cmd === 'ERROR');
+        expect(err?.error).to.equal('UNKNOWN_CMD');
+        expect(qemu.stderr).to.match(/a corrupt record on the gateway's ring \(UNKNOWN_CMD\); closing the connection/);
+        expect(peer.ringsUp).to.equal(true);
+        expect(await card.reg('ID')).to.equal(0x1f0c0001);
+      });
+
       it('a full m2g: the bridge waits timeout-ms for room, then closes with a logged error; QEMU runs and reconnects', async function () {
         const conns = peer.connections;
         peer.options = { ...mode.options, ringSlots: 64, stallModelRing: true };
