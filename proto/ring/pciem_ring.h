@@ -253,6 +253,31 @@ static inline void pciem_ring_commit(struct pciem_ring *r)
 	}
 }
 
+/*
+ * The wake-up half of commit(), for batches: commit_quiet() publishes a slot
+ * without looking at cons_sleeping, and notify() afterwards wakes a sleeping
+ * consumer once for all of them (the seq_cst fence orders every earlier
+ * store of prod before the load of the flag, as in commit()). A producer
+ * that publishes quietly must notify before it waits or goes idle.
+ */
+static inline void pciem_ring_notify(struct pciem_ring *r)
+{
+	struct pciem_ring_shared *sh = r->sh;
+
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_load_explicit(&sh->cons_sleeping, memory_order_relaxed) &&
+	    atomic_exchange_explicit(&sh->cons_sleeping, 0, memory_order_relaxed)) {
+		atomic_fetch_add_explicit(&sh->data_wakes, 1, memory_order_relaxed);
+		pciem_ring_kick(r->data_fd);
+	}
+}
+
+static inline void pciem_ring_commit_quiet(struct pciem_ring *r)
+{
+	r->head++;
+	atomic_store_explicit(&r->sh->prod, r->head, memory_order_release);
+}
+
 /* Copies one message (16-byte header + body, len <= slot_size) in: 0, -EAGAIN (full) or -EMSGSIZE. */
 static inline int pciem_ring_try_push(struct pciem_ring *r, const void *msg, size_t len)
 {

@@ -327,6 +327,13 @@ struct PCIemBridge {
     /* The last FENCE taken off g2m; FENCEs (socket frames) we sent */
     uint32_t ring_fence;
     uint32_t ring_sent;
+    /*
+     * Shadow stores go on m2g quietly (no wake-up per store); the gateway
+     * is woken once for them, or, in front of a reply or an interrupt, by
+     * that message's own push (ring_defer_notify).
+     */
+    bool ring_quiet;
+    bool ring_defer_notify;
     /* For qom-get: records each way, and pushes that found m2g full */
     uint64_t ring_records_in;
     uint64_t ring_records_out;
@@ -603,6 +610,17 @@ static bool bridge_ring_push(PCIemBridge *b, struct pciem_wire_msg *m)
                      bridge_cmd_name(m->hdr.cmd), bridge_err_name(-n));
         return false;
     }
+    if (b->ring_quiet) {
+        void *slot = pciem_ring_reserve(&b->m2g);
+
+        if (slot) {
+            memcpy(slot, rec, n);
+            pciem_ring_commit_quiet(&b->m2g);
+            goto pushed;
+        }
+        /* Full: the gateway hears of what is there before we wait for it. */
+        pciem_ring_notify(&b->m2g);
+    }
     if (pciem_ring_full(&b->m2g)) {
         b->ring_full_waits++;
     }
@@ -615,6 +633,7 @@ static bool bridge_ring_push(PCIemBridge *b, struct pciem_wire_msg *m)
         qemu_chr_fe_disconnect(&b->chr);
         return false;
     }
+pushed:
     trace_pciem_bridge_tx(m->hdr.id, bridge_cmd_name(m->hdr.cmd),
                           m->hdr.flags, m->hdr.error,
                           n - PCIEM_WIRE_HEADER_SIZE);
@@ -656,7 +675,10 @@ static bool bridge_send(PCIemBridge *b, struct pciem_wire_msg *m)
      */
     if ((m->hdr.flags & PCIEM_WIRE_FLAG_REPLY) ||
         m->hdr.cmd == PCIEM_WIRE_CMD_MSI || m->hdr.cmd == PCIEM_WIRE_CMD_INTX) {
+        /* @m's own push (or its FENCE's) wakes the gateway for the stores. */
+        b->ring_defer_notify = true;
         bridge_shadow_push(b, bridge_cmd_name(m->hdr.cmd));
+        b->ring_defer_notify = false;
     }
     if (b->state == BRIDGE_DOWN) {
         return false;
@@ -1913,6 +1935,7 @@ static void bridge_shadow_push(PCIemBridge *b, const char *why)
         return;
     }
     b->shadow_busy = true;
+    b->ring_quiet = true;
     bridge_shadow_read(b);
     b->shadow_pushes++;
     b->shadow_out.size = 0;
@@ -1945,6 +1968,10 @@ static void bridge_shadow_push(PCIemBridge *b, const char *why)
         }
     }
 out:
+    b->ring_quiet = false;
+    if (b->rings_up && stores && !b->ring_defer_notify) {
+        pciem_ring_notify(&b->m2g);
+    }
     trace_pciem_bridge_shadow_push(why, stores);
     if (stores && !b->rings_up &&
         bridge_write(b, (const uint8_t *)b->shadow_out.data,

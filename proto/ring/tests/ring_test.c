@@ -257,6 +257,26 @@ static void test_wakeups(void)
 	CHECK(read(data, &v, sizeof(v)) < 0 && errno == EAGAIN);
 	CHECK(pciem_ring_try_pop(&c, &m, sizeof(m)) > 0 && pciem_ring_try_pop(&c, &m, sizeof(m)) > 0);
 
+	/* quiet commits: no eventfd write however many, then one notify kicks once */
+	atomic_store(&sh->cons_sleeping, 1);
+	for (i = 0; i < 2; i++) {
+		void *slot = pciem_ring_reserve(&p);
+
+		CHECK(slot != NULL);
+		make(&m, 50 + (uint64_t)i);
+		memcpy(slot, &m, sizeof(m));
+		pciem_ring_commit_quiet(&p);
+	}
+	CHECK(read(data, &v, sizeof(v)) < 0 && errno == EAGAIN);
+	CHECK(atomic_load(&sh->cons_sleeping) == 1 && sh->data_wakes == 1);
+	pciem_ring_notify(&p);
+	CHECK(read(data, &v, sizeof(v)) == sizeof(v) && v == 1);
+	CHECK(atomic_load(&sh->cons_sleeping) == 0 && sh->data_wakes == 2);
+	pciem_ring_notify(&p);
+	CHECK(read(data, &v, sizeof(v)) < 0 && errno == EAGAIN);
+	for (i = 0; i < 2; i++)
+		CHECK(pciem_ring_try_pop(&c, &m, sizeof(m)) > 0 && m.seq == 50 + (uint64_t)i);
+
 	/* a real sleeper: pop_wait blocks, sets the flag, and the next push wakes it */
 	w.r = &c;
 	w.rc = 1;
@@ -269,7 +289,7 @@ static void test_wakeups(void)
 	CHECK(pciem_ring_try_push(&p, &m, sizeof(m)) == 0);
 	pthread_join(t, NULL);
 	CHECK(w.rc == (int)sizeof(m) && w.m.seq == 42);
-	CHECK(sh->data_wakes == 2 && sh->consumer_sleeps == 1);
+	CHECK(sh->data_wakes == 3 && sh->consumer_sleeps == 1);
 
 	/* a full ring: push_wait sleeps (counted), one pop wakes it, nothing dropped */
 	for (i = 0; i < 4; i++) {
