@@ -66,7 +66,11 @@ async function main(): Promise<void> {
   let done = false;
   let shooter: Promise<void> = Promise.resolve();
   try {
-    c = await startChain({ qemuArgs: ['-vnc', process.env.VNC_DISPLAY ?? '0.0.0.0:0'] });
+    // A frame the driver waits on for more than its default 2 s fails DOOM
+    // (the hook stops at the first failed submit). Under TCG, with the
+    // dashboard and VNC sharing two cores with DOOM, the chain has been seen
+    // to stall a frame that long now and then: the demo gives it 10 s.
+    c = await startChain({ qemuArgs: ['-vnc', process.env.VNC_DISPLAY ?? '0.0.0.0:0'], driverParams: ['timeout_ms=10000'] });
     const chain = c;
     dashboard = await startDashboard({
       server: chain.server, qmp: () => chain.qmp, token: env('DASHBOARD_TOKEN'),
