@@ -2094,6 +2094,108 @@ static int wire_enc_dma_write(msgpack_packer *pk, const struct pciem_wire_dma_wr
 	return 0;
 }
 
+static int wire_dec_dma_read_ahead(const msgpack_object *o, struct pciem_wire_dma_read_ahead *b)
+{
+	uint32_t i, seen = 0;
+	uint64_t u;
+	int rc;
+
+	if (o->type != MSGPACK_OBJECT_MAP)
+		return -PCIEM_WIRE_ERR_TYPE;
+	for (i = 0; i < o->via.map.size; i++) {
+		const msgpack_object *k = &o->via.map.ptr[i].key;
+		const msgpack_object *v = &o->via.map.ptr[i].val;
+
+		if (wire_key_is(k, "addr")) {
+			rc = wire_get_uint(v, UINT64_MAX, &u);
+			if (rc)
+				return rc;
+			b->addr = (uint64_t)u;
+			seen |= 1u << 0;
+		} else if (wire_key_is(k, "len")) {
+			rc = wire_get_uint(v, UINT32_MAX, &u);
+			if (rc)
+				return rc;
+			b->len = (uint32_t)u;
+			seen |= 1u << 1;
+		} else {
+			return -PCIEM_WIRE_ERR_EXTRA;
+		}
+	}
+	if (seen != 0x3u)
+		return -PCIEM_WIRE_ERR_MISSING;
+	return 0;
+}
+
+static int wire_chk_dma_read_ahead(const struct pciem_wire_dma_read_ahead *b)
+{
+	if (b->len < 1u || b->len > PCIEM_WIRE_MAX_DMA)
+		return -PCIEM_WIRE_ERR_RANGE;
+	if ((uint64_t)b->len != 0u && (uint64_t)b->addr > UINT64_MAX - ((uint64_t)b->len - 1u))
+		return -PCIEM_WIRE_ERR_RANGE;
+	return 0;
+}
+
+static int wire_enc_dma_read_ahead(msgpack_packer *pk, const struct pciem_wire_dma_read_ahead *b)
+{
+	if (msgpack_pack_map(pk, 2))
+		return -PCIEM_WIRE_ERR_IO;
+	if (wire_put_key(pk, "addr"))
+		return -PCIEM_WIRE_ERR_IO;
+	if (msgpack_pack_uint64(pk, b->addr))
+		return -PCIEM_WIRE_ERR_IO;
+	if (wire_put_key(pk, "len"))
+		return -PCIEM_WIRE_ERR_IO;
+	if (msgpack_pack_uint64(pk, b->len))
+		return -PCIEM_WIRE_ERR_IO;
+	return 0;
+}
+
+static int wire_dec_dma_read_ahead_reply(const msgpack_object *o, struct pciem_wire_dma_read_ahead_reply *b)
+{
+	uint32_t i, seen = 0;
+	int rc;
+
+	if (o->type != MSGPACK_OBJECT_MAP)
+		return -PCIEM_WIRE_ERR_TYPE;
+	for (i = 0; i < o->via.map.size; i++) {
+		const msgpack_object *k = &o->via.map.ptr[i].key;
+		const msgpack_object *v = &o->via.map.ptr[i].val;
+
+		if (wire_key_is(k, "data")) {
+			rc = wire_get_bytes(v, &b->data, PCIEM_WIRE_MAX_DMA);
+			if (rc)
+				return rc;
+			seen |= 1u << 0;
+		} else {
+			return -PCIEM_WIRE_ERR_EXTRA;
+		}
+	}
+	if (seen != 0x1u)
+		return -PCIEM_WIRE_ERR_MISSING;
+	return 0;
+}
+
+static int wire_chk_dma_read_ahead_reply(const struct pciem_wire_dma_read_ahead_reply *b)
+{
+	if (b->data.len > PCIEM_WIRE_MAX_DMA)
+		return -PCIEM_WIRE_ERR_TOO_BIG;
+	if (b->data.len < 1u)
+		return -PCIEM_WIRE_ERR_RANGE;
+	return 0;
+}
+
+static int wire_enc_dma_read_ahead_reply(msgpack_packer *pk, const struct pciem_wire_dma_read_ahead_reply *b)
+{
+	if (msgpack_pack_map(pk, 1))
+		return -PCIEM_WIRE_ERR_IO;
+	if (wire_put_key(pk, "data"))
+		return -PCIEM_WIRE_ERR_IO;
+	if (msgpack_pack_bin(pk, b->data.len) || msgpack_pack_bin_body(pk, b->data.data, b->data.len))
+		return -PCIEM_WIRE_ERR_IO;
+	return 0;
+}
+
 /* ---- which body a message has ---- */
 
 static int wire_dec_body(const msgpack_object *o, struct pciem_wire_msg *m)
@@ -2124,6 +2226,8 @@ static int wire_dec_body(const msgpack_object *o, struct pciem_wire_msg *m)
 			return wire_dec_dma_read_reply(o, &m->body.dma_read_reply);
 		case PCIEM_WIRE_CMD_DMA_WRITE:
 			return wire_dec_empty(o);
+		case PCIEM_WIRE_CMD_DMA_READ_AHEAD:
+			return wire_dec_dma_read_ahead_reply(o, &m->body.dma_read_ahead_reply);
 		}
 		return -PCIEM_WIRE_ERR_UNKNOWN_CMD;
 	}
@@ -2158,6 +2262,8 @@ static int wire_dec_body(const msgpack_object *o, struct pciem_wire_msg *m)
 		return wire_dec_dma_read(o, &m->body.dma_read);
 	case PCIEM_WIRE_CMD_DMA_WRITE:
 		return wire_dec_dma_write(o, &m->body.dma_write);
+	case PCIEM_WIRE_CMD_DMA_READ_AHEAD:
+		return wire_dec_dma_read_ahead(o, &m->body.dma_read_ahead);
 	}
 	return -PCIEM_WIRE_ERR_UNKNOWN_CMD;
 }
@@ -2190,6 +2296,8 @@ static int wire_chk_body(const struct pciem_wire_msg *m)
 			return wire_chk_dma_read_reply(&m->body.dma_read_reply);
 		case PCIEM_WIRE_CMD_DMA_WRITE:
 			return 0;
+		case PCIEM_WIRE_CMD_DMA_READ_AHEAD:
+			return wire_chk_dma_read_ahead_reply(&m->body.dma_read_ahead_reply);
 		}
 		return -PCIEM_WIRE_ERR_UNKNOWN_CMD;
 	}
@@ -2224,6 +2332,8 @@ static int wire_chk_body(const struct pciem_wire_msg *m)
 		return wire_chk_dma_read(&m->body.dma_read);
 	case PCIEM_WIRE_CMD_DMA_WRITE:
 		return wire_chk_dma_write(&m->body.dma_write);
+	case PCIEM_WIRE_CMD_DMA_READ_AHEAD:
+		return wire_chk_dma_read_ahead(&m->body.dma_read_ahead);
 	}
 	return -PCIEM_WIRE_ERR_UNKNOWN_CMD;
 }
@@ -2256,6 +2366,8 @@ static int wire_enc_body(msgpack_packer *pk, const struct pciem_wire_msg *m)
 			return wire_enc_dma_read_reply(pk, &m->body.dma_read_reply);
 		case PCIEM_WIRE_CMD_DMA_WRITE:
 			return msgpack_pack_map(pk, 0) ? -PCIEM_WIRE_ERR_IO : 0;
+		case PCIEM_WIRE_CMD_DMA_READ_AHEAD:
+			return wire_enc_dma_read_ahead_reply(pk, &m->body.dma_read_ahead_reply);
 		}
 		return -PCIEM_WIRE_ERR_UNKNOWN_CMD;
 	}
@@ -2290,6 +2402,8 @@ static int wire_enc_body(msgpack_packer *pk, const struct pciem_wire_msg *m)
 		return wire_enc_dma_read(pk, &m->body.dma_read);
 	case PCIEM_WIRE_CMD_DMA_WRITE:
 		return wire_enc_dma_write(pk, &m->body.dma_write);
+	case PCIEM_WIRE_CMD_DMA_READ_AHEAD:
+		return wire_enc_dma_read_ahead(pk, &m->body.dma_read_ahead);
 	}
 	return -PCIEM_WIRE_ERR_UNKNOWN_CMD;
 }
@@ -2328,6 +2442,8 @@ static int wire_reply_policy(unsigned int cmd)
 		return WIRE_REPLY_REQUIRED;
 	case PCIEM_WIRE_CMD_DMA_WRITE:
 		return WIRE_REPLY_OPTIONAL;
+	case PCIEM_WIRE_CMD_DMA_READ_AHEAD:
+		return WIRE_REPLY_REQUIRED;
 	}
 	return -1;
 }
@@ -2365,6 +2481,8 @@ const char *pciem_wire_cmd_name(unsigned int cmd)
 		return "DMA_READ";
 	case PCIEM_WIRE_CMD_DMA_WRITE:
 		return "DMA_WRITE";
+	case PCIEM_WIRE_CMD_DMA_READ_AHEAD:
+		return "DMA_READ_AHEAD";
 	}
 	return NULL;
 }

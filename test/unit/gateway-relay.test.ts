@@ -178,13 +178,13 @@ describe('gateway relay (FakeHost, no kernel, no QEMU)', function () {
     it('HELLO picks the highest common version and names the gateway', async function () {
       const r = await peer.hello(1, 7);
       expect(r).to.deep.include({ reply: true, error: 'NONE' });
-      expect(r.body).to.deep.equal({ version_min: 1, version_max: 2, version: 2, role: Role.GATEWAY, name: 'gateway-under-test' });
+      expect(r.body).to.deep.equal({ version_min: 1, version_max: 3, version: 3, role: Role.GATEWAY, name: 'gateway-under-test' });
     });
 
     it('refuses versions it does not speak with VERSION, then closes', async function () {
-      const r = await peer.hello(3, 4);
+      const r = await peer.hello(4, 5);
       expect(r.error).to.equal('VERSION');
-      expect((r.body as { message: string }).message).to.match(/3\.\.4.*1\.\.2/);
+      expect((r.body as { message: string }).message).to.match(/4\.\.5.*1\.\.3/);
       await peer.closed();
     });
 
@@ -924,6 +924,60 @@ describe('gateway relay at version 2: the rings (FakeHost, a model peer on the r
     expect(reply.m.body).to.deep.equal({ data: Uint8Array.from([1, 2, 3, 4]) });
     const tail = peer.records.slice(fencesBefore).map((r) => r.cmd);
     expect(tail.slice(-2)).to.deep.equal(['MMIO_WRITE', 'FENCE']);
+  });
+
+  it('version 3: DMA_READ_AHEAD reads up to the end of the mapping and FAULTs only an unmapped addr; DMA_READ past the end still FAULTs', async function () {
+    await start();
+    const { host, session } = await attach(3);
+    expect(session.version).to.equal(3);
+    expect(session.ringsUp).to.equal(true);
+    const base = 0x1_0000_0000n;
+    const mem = host.map(base, 3 * 4096 + 100);
+    for (let i = 0; i < mem.length; i++) mem[i] = (i * 13 + 5) & 0xff;
+    async function ask(cmd: 'DMA_READ' | 'DMA_READ_AHEAD', addr: bigint, len: number): Promise<Message> {
+      const id = peer.id();
+      peer.send({ cmd, id, reply: false, posted: false, error: 'NONE', body: { addr, len } });
+      return (await peer.waitFor((a) => a.m.cmd === cmd && a.m.reply && a.m.id === id)).m;
+    }
+
+    // Past the end: exactly the bytes up to it.
+    let r = await ask('DMA_READ_AHEAD', base + 5n, 65_536);
+    expect(r.error).to.equal('NONE');
+    const clamped = (r.body as { data: Uint8Array }).data;
+    expect(clamped.length).to.equal(mem.length - 5);
+    expect(Buffer.from(clamped).equals(Buffer.from(mem.subarray(5)))).to.equal(true);
+    // Inside the mapping: len bytes; the last mapped byte alone: 1 byte.
+    r = await ask('DMA_READ_AHEAD', base + 4096n, 16);
+    expect(Buffer.from((r.body as { data: Uint8Array }).data).equals(Buffer.from(mem.subarray(4096, 4112)))).to.equal(true);
+    r = await ask('DMA_READ_AHEAD', base + BigInt(mem.length - 1), 4096);
+    expect((r.body as { data: Uint8Array }).data).to.deep.equal(mem.subarray(mem.length - 1));
+    expect(session.counters.errors_out).to.equal(0n);
+    expect(session.counters.dma_reads).to.equal(3n);
+    expect(session.counters.dma_bytes).to.equal(BigInt(mem.length - 5 + 16 + 1));
+
+    // addr itself unmapped: FAULT, as is a DMA_READ that runs past the end.
+    r = await ask('DMA_READ_AHEAD', base + BigInt(mem.length), 4096);
+    expect(r.error).to.equal('FAULT');
+    r = await ask('DMA_READ_AHEAD', 0x9000n, 1);
+    expect(r.error).to.equal('FAULT');
+    r = await ask('DMA_READ', base + 5n, 65_536);
+    expect(r.error).to.equal('FAULT');
+    expect(session.counters.errors_out).to.equal(3n);
+    expect(session.counters.dma_reads).to.equal(3n);
+  });
+
+  it('version 2: DMA_READ_AHEAD is refused with STATE and reads nothing', async function () {
+    await start();
+    const { host, session } = await attach(2);
+    expect(session.version).to.equal(2);
+    host.map(0x4000n, 4096);
+    const id = peer.id();
+    peer.send({ cmd: 'DMA_READ_AHEAD', id, reply: false, posted: false, error: 'NONE', body: { addr: 0x4000n, len: 16 } });
+    const r = (await peer.waitFor((a) => a.m.cmd === 'DMA_READ_AHEAD' && a.m.reply && a.m.id === id)).m;
+    expect(r.error).to.equal('STATE');
+    expect((r.body as { message: string }).message).to.match(/version 3/);
+    expect(host.stats().dma_reads).to.equal(0n);
+    expect(session.counters.dma_reads).to.equal(0n);
   });
 
   it('socket frames that never get their FENCE are not buffered without end: the session closes (STATE)', async function () {

@@ -6,7 +6,8 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { IOCTL, RING, S } from '../../gateway/src/pciem/uapi.js';
+import { DMA_DIR, DMA_MAP, IOCTL, RING, S } from '../../gateway/src/pciem/uapi.js';
+import { PciemDevice } from '../../gateway/src/pciem/device.js';
 import { compileC } from '../lib/ctest.js';
 
 describe('gateway/src/pciem/uapi.ts', function () {
@@ -42,5 +43,17 @@ describe('gateway/src/pciem/uapi.ts', function () {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('PciemDevice.dmaReadable follows pciem_dma_covered: adjacent mappings chain, the furthest reaching wins, dma_map_resource ones do not count', function () {
+    const m = (iova: number, size: number, kind: number = DMA_MAP.COHERENT) => ({ iova: BigInt(iova), size: BigInt(size), kind, dir: DMA_DIR.BIDIRECTIONAL });
+    const maps = [m(0x1000, 0x1000), m(0x1800, 0x1000, DMA_MAP.SINGLE), m(0x2800, 0x800, DMA_MAP.SG), m(0x3000, 0x1000, DMA_MAP.RESOURCE), m(0x8000, 0x100)];
+    expect(PciemDevice.dmaReadable(maps, 0x1000n, 0x10_000)).to.equal(0x2000);
+    expect(PciemDevice.dmaReadable(maps, 0x1ffen, 4)).to.equal(4);
+    expect(PciemDevice.dmaReadable(maps, 0x2fffn, 100)).to.equal(1);
+    expect(PciemDevice.dmaReadable(maps, 0x3000n, 100)).to.equal(0);
+    expect(PciemDevice.dmaReadable(maps, 0x80f0n, 0x20)).to.equal(0x10);
+    expect(PciemDevice.dmaReadable(maps, 0xfffn, 2)).to.equal(0);
+    expect(PciemDevice.dmaReadable([], 0x1000n, 1)).to.equal(0);
   });
 });

@@ -7,7 +7,7 @@
 //   ... d.close();   // surprise removal for the host
 import { PciemError, fromSysError } from '../errors.js';
 import { native } from '../native.js';
-import { CAP, DMA_FLAG, EVENT, IOCTL, RING, RING_FLAG, S, encode, field, offsetOf, type StructDef, type Values } from './uapi.js';
+import { CAP, DMA_FLAG, DMA_MAP, EVENT, IOCTL, RING, RING_FLAG, S, encode, field, offsetOf, type StructDef, type Values } from './uapi.js';
 
 export interface PciemEvent {
   seq: bigint;
@@ -46,6 +46,16 @@ export type PciemStats = Record<
   'mmio_reads' | 'mmio_writes' | 'unclaimed' | 'after_removal' | 'ring_drops' | 'ring_stalls' | 'ring_timeouts' | 'sync_reads' | 'sync_read_timeouts',
   bigint
 >;
+
+/** One host memory range the function's driver mapped for the card (DMA_MAPPINGS). */
+export interface DmaMapping {
+  iova: bigint;
+  size: bigint;
+  /** DMA_MAP.* */
+  kind: number;
+  /** DMA_DIR.* */
+  dir: number;
+}
 
 export class PciemDevice {
   private instanceFd = -1;
@@ -199,6 +209,60 @@ export class PciemDevice {
   /** The card writes `data` to host memory at bus address `iova`; visible to the host when this returns. */
   dmaWrite(func: number, iova: bigint, data: Uint8Array): void {
     this.dma(func, iova, data, DMA_FLAG.WRITE);
+  }
+
+  /** The host memory the function's driver has mapped for the card now, by IOVA. */
+  dmaMappings(func: number): DmaMapping[] {
+    if (this.closed) throw new PciemError('PCIEM_ERR_NO_DEVICE', 'DMA_MAPPINGS: the device is closed');
+    const one = S.dma_mapping.size;
+    // The count can grow between two calls: ask again with room for what was reported.
+    for (let room = 64; ;) {
+      const entries = new Uint8Array(room * one);
+      const arg = encode(S.dma_mappings, { argsz: S.dma_mappings.size, func, count: room });
+      try {
+        native.ioctlPtr(this.fd, IOCTL.DMA_MAPPINGS, arg, offsetOf(S.dma_mappings, 'entries'), entries);
+      } catch (e) {
+        throw fromSysError(e, `DMA_MAPPINGS function ${func}`);
+      }
+      const count = Number(field(S.dma_mappings, arg, 'count'));
+      if (count > room) {
+        room = count;
+        continue;
+      }
+      const out: DmaMapping[] = [];
+      for (let i = 0; i < count; i++) {
+        const e = entries.subarray(i * one, (i + 1) * one);
+        out.push({
+          iova: field(S.dma_mapping, e, 'iova') as bigint,
+          size: field(S.dma_mapping, e, 'size') as bigint,
+          kind: Number(field(S.dma_mapping, e, 'kind')),
+          dir: Number(field(S.dma_mapping, e, 'dir')),
+        });
+      }
+      return out;
+    }
+  }
+
+  /**
+   * How many bytes from `iova` on, at most `length`, the card can read
+   * through `mappings` (pciem's rule: mappings that follow each other count
+   * as one range; dma_map_resource ones are not host memory): 0 when
+   * `iova` is not mapped.
+   */
+  static dmaReadable(mappings: readonly DmaMapping[], iova: bigint, length: number): number {
+    const want = iova + BigInt(length);
+    let at = iova;
+    for (;;) {
+      let end = at;
+      for (const m of mappings) {
+        if (m.kind === DMA_MAP.RESOURCE) continue;
+        if (at >= m.iova && at < m.iova + m.size && m.iova + m.size > end) end = m.iova + m.size;
+      }
+      if (end === at) break;
+      at = end;
+      if (at >= want) return length;
+    }
+    return Number(at - iova);
   }
 
   private dma(func: number, iova: bigint, data: Uint8Array, flags: number): void {

@@ -63,6 +63,10 @@ export const S = {
     after_removal: ['u64', 32], ring_drops: ['u64', 40], ring_stalls: ['u64', 48], ring_timeouts: ['u64', 56],
     sync_reads: ['u64', 64], sync_read_timeouts: ['u64', 72],
   }),
+  dma_mapping: def('pciem_dma_mapping', 24, { iova: ['u64', 0], size: ['u64', 8], kind: ['u32', 16], dir: ['u32', 20] }),
+  dma_mappings: def('pciem_dma_mappings', 40, {
+    argsz: ['u32', 0], flags: ['u32', 4], func: ['u8', 8], count: ['u32', 12], entries: ['u64', 16],
+  }),
 } as const;
 
 /** The compatible ring: head (card's read index), tail (kernel's), 256 events. */
@@ -95,11 +99,14 @@ export const IOCTL = {
   COMPLETE_READ: ioc(WRITE, 43, S.read_reply.size),
   GET_STATS: ioc(READ | WRITE, 44, S.stats_query.size),
   SET_INTX: ioc(WRITE, 48, S.intx.size),
+  DMA_MAPPINGS: ioc(READ | WRITE, 56, S.dma_mappings.size),
 } as const;
 
 export const EVENT = { MMIO_READ: 1, MMIO_WRITE: 2, CONFIG_WRITE: 4, RESET: 6, MMIO_READ_SYNC: 7, POWER: 8 } as const;
 export const TRACE = { READS: 1, WRITES: 2, STOP_WRITES: 4 } as const;
 export const DMA_FLAG = { READ: 1, WRITE: 2 } as const;
+export const DMA_MAP = { COHERENT: 1, PAGES: 2, SINGLE: 3, SG: 4, RESOURCE: 5 } as const;
+export const DMA_DIR = { BIDIRECTIONAL: 0, TO_DEVICE: 1, FROM_DEVICE: 2 } as const;
 export const RING_FLAG = { LOSSLESS: 1, CONFIG_EVENTS: 2 } as const;
 export const CAP = { MSI: 0, MSIX: 1, PM: 2, PCIE: 3, VSEC: 4, PASID: 5 } as const;
 export const BAR_FLAG = { MEM_64: 0x4, PREFETCH: 0x8 } as const;

@@ -92,6 +92,16 @@ export class FakeHost extends EventEmitter implements HostDevice {
     return src.slice();
   }
 
+  dmaReadable(addr: bigint, len: number): number {
+    if (this.closed) return 0;
+    let best = 0;
+    for (const m of this.mappings) {
+      const end = m.addr + BigInt(m.bytes.length);
+      if (addr >= m.addr && addr < end) best = Math.max(best, Math.min(len, Number(end - addr)));
+    }
+    return best;
+  }
+
   dmaWrite(addr: bigint, data: Uint8Array): void {
     this.resolve(addr, data.length, 'write').set(data);
     this.counters.dma_writes++;

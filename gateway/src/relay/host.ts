@@ -31,6 +31,12 @@ export interface HostDevice {
   store(bar: number, offset: bigint, size: number, value: bigint): void;
   /** Reads host memory the driver mapped for the device; throws PciemError (FAULT, NO_DEVICE). */
   dmaRead(addr: bigint, len: number): Uint8Array;
+  /**
+   * How many bytes from `addr` on, at most `len`, one dmaRead would read
+   * now: 0 when `addr` itself is not mapped. Asked after a dmaRead was
+   * refused, so it may cost a look at the host's current mappings.
+   */
+  dmaReadable(addr: bigint, len: number): number;
   /** Writes host memory; visible to the host when it returns. */
   dmaWrite(addr: bigint, data: Uint8Array): void;
   /**

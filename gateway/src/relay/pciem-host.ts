@@ -186,6 +186,14 @@ class PciemHost implements HostDevice {
     return this.dev.dmaRead(FUNC, addr, len);
   }
 
+  /*
+   * Asked after a refused read only, so the mapping list is fetched each
+   * time: the driver maps and unmaps as it goes.
+   */
+  dmaReadable(addr: bigint, len: number): number {
+    return PciemDevice.dmaReadable(this.dev.dmaMappings(FUNC), addr, len);
+  }
+
   dmaWrite(addr: bigint, data: Uint8Array): void {
     this.dev.dmaWrite(FUNC, addr, data);
   }

@@ -138,7 +138,10 @@ interface RingPath {
 
 const CMD_NAMES = new Map<number, CmdName>(Object.entries(Cmd).map(([k, v]) => [v, k as CmdName]));
 /** Requests only the model sends to the gateway. */
-const FROM_MODEL = new Set<CmdName>(['DEVICE', 'INTX', 'MSI', 'DMA_READ', 'DMA_WRITE']);
+const FROM_MODEL = new Set<CmdName>(['DEVICE', 'INTX', 'MSI', 'DMA_READ', 'DMA_READ_AHEAD', 'DMA_WRITE']);
+
+/** Commands a protocol version added: refused in a session that picked an older one. */
+const SINCE_VERSION = new Map<CmdName, number>([['DMA_READ_AHEAD', 3]]);
 /** Requests a session may take before its device exists. */
 const BEFORE_DEVICE = new Set<CmdName>(['STATS', 'ERROR']);
 
@@ -150,6 +153,22 @@ function wireText(s: string): string {
 
 function asPciemError(e: unknown): PciemError {
   return e instanceof PciemError ? e : new PciemError('PCIEM_ERR_IO', e instanceof Error ? e.message : String(e));
+}
+
+/*
+ * DMA_READ_AHEAD: the whole read when it is mapped; when the host refuses
+ * it (FAULT), what is mapped from addr on. A read-ahead running past the
+ * end of a mapping is the model's normal business, not a fault.
+ */
+function readAhead(host: HostDevice, addr: bigint, len: number): Uint8Array {
+  try {
+    return host.dmaRead(addr, len);
+  } catch (e) {
+    if (!(e instanceof PciemError) || e.code !== 'PCIEM_ERR_FAULT') throw e;
+    const readable = host.dmaReadable(addr, len);
+    if (readable <= 0 || readable >= len) throw e;
+    return host.dmaRead(addr, readable);
+  }
 }
 
 export class ModelSession extends EventEmitter {
@@ -480,6 +499,11 @@ export class ModelSession extends EventEmitter {
       this.fail(m, 'STATE', 'FENCE goes on a ring, never on the socket');
       return;
     }
+    const since = SINCE_VERSION.get(m.cmd);
+    if (since !== undefined && this.version < since) {
+      this.fail(m, 'STATE', `${m.cmd} is version ${since}; this session speaks version ${this.version}`);
+      return;
+    }
     if (!FROM_MODEL.has(m.cmd) && m.cmd !== 'MMIO_WRITE') {
       this.fail(m, 'STATE', `${m.cmd} is sent by the gateway, not the model`);
       return;
@@ -507,6 +531,15 @@ export class ModelSession extends EventEmitter {
         this.counters.dma_reads++;
         this.counters.dma_bytes += BigInt(data.length);
         if (this.tracer) this.trace({ kind: 'dma_read', addr: m.body.addr, len: m.body.len });
+        this.reply(m, { data });
+        return;
+      }
+      case 'DMA_READ_AHEAD': {
+        const data = this.hostCall(m, () => readAhead(host, m.body.addr, m.body.len));
+        if (data === undefined) return;
+        this.counters.dma_reads++;
+        this.counters.dma_bytes += BigInt(data.length);
+        if (this.tracer) this.trace({ kind: 'dma_read', addr: m.body.addr, len: data.length });
         this.reply(m, { data });
         return;
       }
@@ -553,8 +586,8 @@ export class ModelSession extends EventEmitter {
       return f();
     } catch (e) {
       const err = asPciemError(e);
-      // A refused DMA read is often the bridge's read-ahead running past a
-      // mapping (it retries shorter); the model reports real faults itself.
+      // A refused DMA_READ is often a version 2 bridge's read-ahead running
+      // past a mapping (it retries shorter); the model reports real faults itself.
       const level = m.cmd === 'DMA_READ' && err.code === 'PCIEM_ERR_FAULT' ? 'debug' : 'warn';
       this.log[level]('the host refused a model request', { cmd: m.cmd, id: m.id, code: err.code, error: err.message });
       this.fail(m, wireError(err.code), err.message);
