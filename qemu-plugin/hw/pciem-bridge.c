@@ -9,7 +9,7 @@
  *       -object pciem-bridge,id=br0,device=card0,chardev=gw
  *
  * The gateway owns the host side (/dev/pciem); this object speaks versions
- * 1 and 2 of its wire protocol (docs/protocol.md) over the chardev, codec
+ * 1 to 3 of its wire protocol (docs/protocol.md) over the chardev, codec
  * generated from proto/wire.json (wire.c, wire.h). The model does not know
  * about the bridge:
  *
@@ -29,7 +29,9 @@
  *     machine's system memory (x-remote has no RAM) routes the model's
  *     bus-master accesses. Reads come from a read-ahead cache filled by one
  *     DMA_READ per miss (growing while the model reads on), held in a RAM
- *     window, so QEMU copies a whole transfer with memcpy; writes (and what
+ *     window, so QEMU copies a whole transfer with memcpy; from version 3
+ *     the read-ahead is a DMA_READ_AHEAD, which the gateway answers up to
+ *     the end of the driver's mapping instead of refusing it; writes (and what
  *     the cache cannot serve) go to an I/O region, where they are gathered
  *     into contiguous runs sent as one posted DMA_WRITE. Pending writes are
  *     sent before anything else goes out, so the PCIe ordering rules
@@ -238,6 +240,13 @@ struct PCIemBridge {
     /* Reading up to here was refused: the mapping ends before it */
     uint64_t ra_limit;
     bool ra_limit_valid;
+    /*
+     * Version 3, until the model's work is over: a DMA_READ_AHEAD reply
+     * ended here, short of its len (the mapping ends), so read-aheads
+     * that start before it stop at it.
+     */
+    uint64_t ra_stop;
+    bool ra_stop_valid;
     /* Fills: DMA_READs that filled the cache, and bytes they brought */
     uint64_t dma_fills;
     uint64_t dma_fill_bytes;
@@ -281,6 +290,8 @@ struct PCIemBridge {
     uint32_t device_id;
     uint32_t dma_wait_id;
     bool dma_waiting;
+    /* DMA_READ, or DMA_READ_AHEAD (its reply may be shorter than len) */
+    uint32_t dma_wait_cmd;
     int dma_wait_rc;
     uint64_t dma_wait_addr;
     uint32_t dma_wait_len;
@@ -542,9 +553,11 @@ static bool bridge_encode(PCIemBridge *b, struct pciem_wire_msg *m,
     if (!(m->hdr.flags & PCIEM_WIRE_FLAG_REPLY)) {
         m->hdr.id = b->next_id;
         b->next_id = bridge_id_after(b->next_id);
-        if (m->hdr.cmd == PCIEM_WIRE_CMD_DMA_READ) {
+        if (m->hdr.cmd == PCIEM_WIRE_CMD_DMA_READ ||
+            m->hdr.cmd == PCIEM_WIRE_CMD_DMA_READ_AHEAD) {
             /* Set before writing: the reply may be parsed while we write. */
             b->dma_wait_id = m->hdr.id;
+            b->dma_wait_cmd = m->hdr.cmd;
             b->dma_waiting = true;
         }
     }
@@ -820,11 +833,13 @@ static bool bridge_is_stale(PCIemBridge *b, uint32_t id)
 }
 
 /*
- * One DMA_READ of @len bytes at @addr into the cache, waiting at most
- * timeout-ms for the reply. Returns 0 or the wire error (FAULT, TIMEOUT,
- * IO when the connection went away, or the reply's own).
+ * One DMA_READ of @len bytes at @addr into the cache, or with @ahead one
+ * DMA_READ_AHEAD (the cache then holds 1..@len bytes: rcache_len), waiting
+ * at most timeout-ms for the reply. Returns 0 or the wire error (FAULT,
+ * TIMEOUT, IO when the connection went away, or the reply's own).
  */
-static int bridge_dma_fetch(PCIemBridge *b, uint64_t addr, uint32_t len)
+static int bridge_dma_fetch(PCIemBridge *b, uint64_t addr, uint32_t len,
+                            bool ahead)
 {
     struct pciem_wire_msg m;
     unsigned gen = b->generation;
@@ -840,9 +855,15 @@ static int bridge_dma_fetch(PCIemBridge *b, uint64_t addr, uint32_t len)
     if (b->fill_off + len > b->rwin_size) {
         b->fill_off = addr & (BRIDGE_RWIN_ALIGN - 1);
     }
-    bridge_msg_init(&m, PCIEM_WIRE_CMD_DMA_READ, 0);
-    m.body.dma_read.addr = addr;
-    m.body.dma_read.len = len;
+    if (ahead) {
+        bridge_msg_init(&m, PCIEM_WIRE_CMD_DMA_READ_AHEAD, 0);
+        m.body.dma_read_ahead.addr = addr;
+        m.body.dma_read_ahead.len = len;
+    } else {
+        bridge_msg_init(&m, PCIEM_WIRE_CMD_DMA_READ, 0);
+        m.body.dma_read.addr = addr;
+        m.body.dma_read.len = len;
+    }
     b->dma_wait_addr = addr;
     b->dma_wait_len = len;
     b->dma_wait_rc = PCIEM_WIRE_ERR_IO;
@@ -860,9 +881,10 @@ static int bridge_dma_fetch(PCIemBridge *b, uint64_t addr, uint32_t len)
         case BRIDGE_POLL_OK:
             break;
         case BRIDGE_POLL_TIMEOUT:
-            error_report("%s: no reply to DMA_READ %u (0x%x bytes at 0x%"
+            error_report("%s: no reply to %s %u (0x%x bytes at 0x%"
                          PRIx64 ") in %u ms; the access fails",
-                         bridge_id(b), m.hdr.id, len, addr, b->timeout_ms);
+                         bridge_id(b), bridge_cmd_name(m.hdr.cmd), m.hdr.id,
+                         len, addr, b->timeout_ms);
             b->stats.timeouts++;
             b->dma_waiting = false;
             b->stale_ids[b->stale_next++ % BRIDGE_STALE_IDS] = m.hdr.id;
@@ -873,7 +895,7 @@ static int bridge_dma_fetch(PCIemBridge *b, uint64_t addr, uint32_t len)
         }
     }
     if (!b->dma_wait_rc) {
-        b->stats.dma_bytes += len;
+        b->stats.dma_bytes += b->rcache_len;
     }
     return b->dma_wait_rc;
 }
@@ -897,11 +919,55 @@ static uint64_t bridge_ra_probe(uint64_t addr, uint64_t limit)
 }
 
 /*
+ * Version 3: the read-ahead of @len bytes at @addr as one DMA_READ_AHEAD,
+ * which the gateway answers with what is mapped from @addr on. A short
+ * reply is where the mapping ends: the read-ahead stops growing, and later
+ * ones of this run stop there. FAULT means @addr itself is not mapped, so
+ * the access (and its page, as after a refused DMA_READ) fails at once; so
+ * does an access that runs past the end of the mapping.
+ */
+static MemTxResult bridge_dma_fill_ahead(PCIemBridge *b, uint64_t addr,
+                                         unsigned size, uint64_t len)
+{
+    uint64_t page = addr & ~(uint64_t)(BRIDGE_PAGE_SIZE - 1);
+    int rc;
+
+    if (b->ra_stop_valid && addr < b->ra_stop) {
+        len = MIN(len, b->ra_stop - addr);
+    }
+    rc = bridge_dma_fetch(b, addr, len, true);
+    trace_pciem_bridge_dma_read(addr, rc ? len : b->rcache_len,
+                                bridge_err_name(rc));
+    if (rc && rc != PCIEM_WIRE_ERR_FAULT) {
+        b->dma_failed = true;
+        return MEMTX_ERROR;
+    }
+    if (!rc) {
+        if (b->rcache_len < len) {
+            b->ra_stop = addr + b->rcache_len;
+            b->ra_stop_valid = true;
+            b->ra_capped = true;
+        } else if (!b->ra_capped) {
+            b->ra_next = MIN((uint64_t)b->ra_next * 2, b->read_ahead_max);
+        }
+        b->ra_end = addr + b->rcache_len;
+        b->ra_end_valid = true;
+        if (b->rcache_len >= size) {
+            return MEMTX_OK;
+        }
+    }
+    b->fault_valid = true;
+    b->fault_page = page;
+    return MEMTX_DECODE_ERROR;
+}
+
+/*
  * Fills the cache for an access of @size bytes at @addr. The first try is
  * the read-ahead; if the gateway refuses it (FAULT: it runs past what the
  * driver mapped), the end of the page, then just the access. Reading on
  * after such a refusal, the tries halve the distance to where it was
- * refused, so the tail of a mapping costs few round trips. @size 0 (the
+ * refused, so the tail of a mapping costs few round trips (from version 3
+ * the read-ahead is not refused: bridge_dma_fill_ahead()). @size 0 (the
  * IOMMU, which does not know the access) stops before the access and
  * leaves that page to the I/O region's exact accesses.
  */
@@ -943,8 +1009,11 @@ static MemTxResult bridge_dma_fill(PCIemBridge *b, uint64_t addr,
         len = MIN(b->ra_next, room);
         ahead = true;
     }
+    if (ahead && b->version >= 3) {
+        return bridge_dma_fill_ahead(b, addr, size, len);
+    }
     while (len >= MAX(size, 1)) {
-        rc = bridge_dma_fetch(b, addr, len);
+        rc = bridge_dma_fetch(b, addr, len, false);
         trace_pciem_bridge_dma_read(addr, len, bridge_err_name(rc));
         if (!rc) {
             if (ahead && !b->ra_capped) {
@@ -974,7 +1043,7 @@ static MemTxResult bridge_dma_fill(PCIemBridge *b, uint64_t addr,
         return MEMTX_DECODE_ERROR;
     }
     if (size < page_len || len < size) {
-        rc = bridge_dma_fetch(b, addr, size);
+        rc = bridge_dma_fetch(b, addr, size, false);
         trace_pciem_bridge_dma_read(addr, size, bridge_err_name(rc));
         if (!rc) {
             b->ra_end = addr + size;
@@ -1461,6 +1530,7 @@ static void bridge_handle_request(PCIemBridge *b,
     case PCIEM_WIRE_CMD_INTX:
     case PCIEM_WIRE_CMD_MSI:
     case PCIEM_WIRE_CMD_DMA_READ:
+    case PCIEM_WIRE_CMD_DMA_READ_AHEAD:
     case PCIEM_WIRE_CMD_DMA_WRITE:
         bridge_refuse(b, hdr, PCIEM_WIRE_ERR_STATE, "%s is the model's to "
                       "send", bridge_cmd_name(hdr->cmd));
@@ -2064,7 +2134,9 @@ static void bridge_handle_reply(PCIemBridge *b, const struct pciem_wire_msg *m)
         bridge_became_ready(b);
         return;
     }
-    if (hdr->cmd == PCIEM_WIRE_CMD_DMA_READ && bridge_is_stale(b, hdr->id)) {
+    if ((hdr->cmd == PCIEM_WIRE_CMD_DMA_READ ||
+         hdr->cmd == PCIEM_WIRE_CMD_DMA_READ_AHEAD) &&
+        bridge_is_stale(b, hdr->id)) {
         trace_pciem_bridge_stale_reply(hdr->id);
         return;
     }
@@ -2129,28 +2201,38 @@ static void bridge_handle_frame(PCIemBridge *b, BridgeFrame *f)
 }
 
 /*
- * The DMA_READ reply being waited for: its data into the cache. Returns 0
- * when it is taken, or the negative code it is refused with (it is then
- * queued like any refused frame, and the wait fails).
+ * The DMA_READ (or DMA_READ_AHEAD) reply being waited for: its data into
+ * the cache. Returns 0 when it is taken, or the negative code it is
+ * refused with (it is then queued like any refused frame, and the wait
+ * fails). A DMA_READ reply carries exactly len bytes, a DMA_READ_AHEAD
+ * reply 1..len (the decoder has seen to the 1).
  */
 static int bridge_take_dma_reply(PCIemBridge *b,
                                  const struct pciem_wire_header *hdr,
                                  const uint8_t *body)
 {
+    bool ahead = hdr->cmd == PCIEM_WIRE_CMD_DMA_READ_AHEAD;
     struct pciem_wire_msg m;
+    const uint8_t *data = NULL;
+    uint32_t len = 0;
     int rc;
 
     rc = pciem_wire_body_decode(hdr, body, hdr->size, &m);
-    if (!rc && !hdr->error &&
-        m.body.dma_read_reply.data.len != b->dma_wait_len) {
-        rc = -PCIEM_WIRE_ERR_STATE;
+    if (!rc && !hdr->error) {
+        data = ahead ? m.body.dma_read_ahead_reply.data.data :
+                       m.body.dma_read_reply.data.data;
+        len = ahead ? m.body.dma_read_ahead_reply.data.len :
+                      m.body.dma_read_reply.data.len;
+        if (ahead ? len > b->dma_wait_len : len != b->dma_wait_len) {
+            rc = -PCIEM_WIRE_ERR_STATE;
+        }
     }
     if (rc) {
         b->dma_wait_rc = -rc;
         return rc;
     }
-    trace_pciem_bridge_rx(hdr->id, "DMA_READ", hdr->flags, hdr->error,
-                          hdr->size);
+    trace_pciem_bridge_rx(hdr->id, bridge_cmd_name(hdr->cmd), hdr->flags,
+                          hdr->error, hdr->size);
     b->stats.frames_in++;
     if (hdr->error) {
         b->stats.errors_in++;
@@ -2162,12 +2244,12 @@ static int bridge_take_dma_reply(PCIemBridge *b,
     }
     b->rcache_off = b->fill_off;
     b->rcache = b->rwin_ptr + b->fill_off;
-    memcpy(b->rcache, m.body.dma_read_reply.data.data, b->dma_wait_len);
+    memcpy(b->rcache, data, len);
     b->rcache_addr = b->dma_wait_addr;
-    b->rcache_len = b->dma_wait_len;
-    b->rwin_next = ROUND_UP(b->fill_off + b->dma_wait_len, BRIDGE_RWIN_ALIGN);
+    b->rcache_len = len;
+    b->rwin_next = ROUND_UP(b->fill_off + len, BRIDGE_RWIN_ALIGN);
     b->dma_fills++;
-    b->dma_fill_bytes += b->dma_wait_len;
+    b->dma_fill_bytes += len;
     b->dma_wait_rc = 0;
     return 0;
 }
@@ -2208,7 +2290,7 @@ static void bridge_parse(PCIemBridge *b)
         /* Every frame has its number, the ones taken at once too (FENCE). */
         b->rx_seq++;
         if (!rc && b->dma_waiting && (hdr.flags & PCIEM_WIRE_FLAG_REPLY) &&
-            hdr.cmd == PCIEM_WIRE_CMD_DMA_READ && hdr.id == b->dma_wait_id) {
+            hdr.cmd == b->dma_wait_cmd && hdr.id == b->dma_wait_id) {
             b->dma_waiting = false;
             rc = bridge_take_dma_reply(b, &hdr, b->in->data + off +
                                        PCIEM_WIRE_HEADER_SIZE);
@@ -2350,6 +2432,7 @@ static void bridge_bh(void *opaque)
     b->ra_end_valid = false;
     b->ra_capped = false;
     b->ra_limit_valid = false;
+    b->ra_stop_valid = false;
     b->fault_valid = false;
     b->bulk_refused_valid = false;
     b->dma_failed = false;

@@ -9,6 +9,10 @@
 // puts MMIO_WRITE and MMIO_READ requests on g2m, takes the model's records
 // off m2g, and keeps the FENCE rule both ways: `received` is then the order
 // the model sent in, whichever path each message took.
+//
+// At version 3 (the default) it answers DMA_READ_AHEAD with what is mapped
+// from addr on, as the gateway does, and counts refused DMA reads
+// (`dmaFaults`); `version: 1` or `2` keeps the older sessions.
 import { createServer, type Server, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FrameReader, type FrameResult } from '../../gateway/src/proto/frames.js';
@@ -58,6 +62,15 @@ export class HostMemory {
     return null;
   }
 
+  /** What a DMA_READ_AHEAD gets: from addr up to len or the end of its mapping; null when addr is not mapped. */
+  readAhead(addr: bigint, len: number): Buffer | null {
+    for (const r of this.ranges) {
+      const end = r.addr + BigInt(r.data.length);
+      if (addr >= r.addr && addr < end) return this.read(addr, Math.min(len, Number(end - addr)));
+    }
+    return null;
+  }
+
   read(addr: bigint, len: number): Buffer | null {
     const f = this.find(addr, len);
     return f === null ? null : Buffer.from(f.data.subarray(f.off, f.off + len));
@@ -92,11 +105,11 @@ interface Pending {
 }
 
 export interface PeerOptions {
-  /** Hold DMA_READ replies back (the model's wait then times out). */
+  /** Hold DMA_READ and DMA_READ_AHEAD replies back (the model's wait then times out). */
   holdDmaReads?: boolean;
-  /** Answer DMA_READs this late. */
+  /** Answer DMA_READs and DMA_READ_AHEADs this late. */
   delayDmaReadsMs?: number;
-  /** Answer DMA_READs with one byte less than asked for. */
+  /** Answer DMA_READs with one byte less than asked for, DMA_READ_AHEADs with one byte more. */
   shortDmaReads?: boolean;
   /** The registers the DEVICE reply asks the model to keep current (default none). */
   shadow?: Region[];
@@ -154,6 +167,8 @@ export class WirePeer {
   options: PeerOptions = {};
   /** The version this connection's HELLO reply picked. */
   version = 0;
+  /** DMA_READs and DMA_READ_AHEADs refused with FAULT. */
+  dmaFaults = 0;
 
   /** This connection's RINGS reply (null before, or without rings); records each way. */
   ringsReply: Message | null = null;
@@ -436,8 +451,23 @@ export class WirePeer {
         if (this.options.holdDmaReads === true) break;
         const data = this.memory.read(m.body.addr, m.body.len);
         const reply = (): void => {
-          if (data === null) this.fail(m, 'FAULT', `0x${m.body.addr.toString(16)}+0x${m.body.len.toString(16)} is not mapped`);
+          if (data === null) this.dmaFault(m, m.body.addr, m.body.len);
           else this.write({ cmd: 'DMA_READ', id: m.id, reply: true, posted: false, error: 'NONE', body: { data: this.options.shortDmaReads === true ? data.subarray(1) : data } });
+        };
+        if (this.options.delayDmaReadsMs !== undefined) setTimeout(reply, this.options.delayDmaReadsMs);
+        else reply();
+        break;
+      }
+      case 'DMA_READ_AHEAD': {
+        if (this.version < 3) {
+          this.fail(m, 'STATE', `DMA_READ_AHEAD is version 3; this connection speaks version ${this.version}`);
+          break;
+        }
+        if (this.options.holdDmaReads === true) break;
+        const data = this.memory.readAhead(m.body.addr, m.body.len);
+        const reply = (): void => {
+          if (data === null) this.dmaFault(m, m.body.addr, m.body.len);
+          else this.write({ cmd: 'DMA_READ_AHEAD', id: m.id, reply: true, posted: false, error: 'NONE', body: { data: this.options.shortDmaReads === true ? Buffer.concat([data, Buffer.alloc(m.body.len + 1 - data.length)]) : data } });
         };
         if (this.options.delayDmaReadsMs !== undefined) setTimeout(reply, this.options.delayDmaReadsMs);
         else reply();
@@ -457,6 +487,11 @@ export class WirePeer {
         // MSI, INTX, ERROR, and what else the model sends: kept in `received`.
         break;
     }
+  }
+
+  private dmaFault(m: Message, addr: bigint, len: number): void {
+    this.dmaFaults++;
+    this.fail(m, 'FAULT', `0x${addr.toString(16)}+0x${len.toString(16)} is not mapped`);
   }
 
   private fail(m: Message, error: FailureName, message: string): void {

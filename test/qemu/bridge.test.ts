@@ -314,10 +314,10 @@ for (const mode of PEER_MODES) describe(`pciem-bridge: the QEMU side of the gate
   });
 
   describe('session', function () {
-    it('says HELLO as the model, versions 1..2, naming QEMU and the bridge', function () {
+    it('says HELLO as the model, versions 1..3, naming QEMU and the bridge', function () {
       expect(peer.hello).to.deep.equal({
         version_min: 1,
-        version_max: 2,
+        version_max: 3,
         role: Role.MODEL,
         name: peer.hello?.name,
       });
@@ -1171,7 +1171,10 @@ describe('pciem-bridge with direct-reads=off, read-ahead=8192, read-ahead-max=32
     const at = hostAlloc(peer, Buffer.concat([frame, Buffer.alloc(64 * 1024)]));
     const from = peer.received.length;
     expectOk(await card.run(CardCmd.DMA_FRAME, { src: at.addr, len: Const.FB_SIZE }));
-    const lens = messagesOf(peer.received.slice(from), 'DMA_READ').map((m) => m.body.len);
+    // Version 3: the read-aheads are DMA_READ_AHEADs.
+    expect(peer.version).to.equal(3);
+    expect(messagesOf(peer.received.slice(from), 'DMA_READ')).to.have.length(0);
+    const lens = messagesOf(peer.received.slice(from), 'DMA_READ_AHEAD').map((m) => m.body.len);
     const K = 1024;
     expect(lens.slice(0, 5)).to.deep.equal([8 * K, 16 * K, 32 * K, 32 * K, 32 * K]);
     expect(lens.every((l) => l <= 32 * K)).to.equal(true);
@@ -1189,6 +1192,117 @@ describe('pciem-bridge with direct-reads=off, read-ahead=8192, read-ahead-max=32
     expect(dst.buf.equals(src.buf)).to.equal(true);
     const o = await card.run(CardCmd.PROCESS_BUFFER, { src: 0x7000_0000_0000n, dst: dst.addr, len: 4096 });
     expect(o.error).to.equal('DMA_FAULT');
+  });
+});
+
+describe('pciem-bridge at version 3: read-aheads as DMA_READ_AHEAD (with a test peer, the rings)', function () {
+  this.timeout(120_000);
+  let workDir = '';
+  let peer: WirePeer;
+  let qemu: Qemu;
+  let card: Card;
+
+  before(async function () {
+    const binary = execFileSync(join(repoRoot, 'qemu-plugin', 'build.sh'), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
+    workDir = mkdtempSync(join(tmpdir(), 'pciem-bridge-v3-'));
+    ({ peer, qemu } = await startBridged(binary, workDir, 'v3', 'protopciem,id=card0', `timeout-ms=${DMA_TIMEOUT_MS}`, { version: 3, rings: true }));
+    card = new Card(peer);
+    card.set('CONTROL', Bits.CONTROL.RESET);
+    card.set('CONTROL', Bits.CONTROL.ENABLE);
+    await card.enable();
+  });
+
+  after(async function () {
+    await qemu?.stop();
+    await peer?.close();
+    if (workDir !== '') rmSync(workDir, { recursive: true, force: true });
+  });
+
+  afterEach(function () {
+    expect(qemu.running, `QEMU died:\n${qemu.stderr.slice(-3000)}`).to.equal(true);
+  });
+
+  it('a frame whose mapping ends with it: the last read-ahead comes back short, no refused read, byte-exact', async function () {
+    expect(peer.version).to.equal(3);
+    const frame = testFrame();
+    const at = hostAlloc(peer, frame);
+    const faults = peer.dmaFaults;
+    const fills = await qomCounter(qemu, 'dma-fills');
+    const from = peer.received.length;
+    expectOk(await card.run(CardCmd.DMA_FRAME, { src: at.addr, len: Const.FB_SIZE }));
+    expect(peer.dmaFaults - faults, 'DMA reads refused').to.equal(0);
+    expect(messagesOf(peer.received.slice(from), 'DMA_READ'), 'exact DMA_READs').to.have.length(0);
+    expect(messagesOf(peer.received.slice(from), 'ERROR'), 'ERRORs').to.have.length(0);
+    const reads = messagesOf(peer.received.slice(from), 'DMA_READ_AHEAD').map((m) => [Number(m.body.addr - at.addr), m.body.len]);
+    const K = 1024;
+    // The fourth asks 512 KiB and gets the 452 KiB the mapping still has.
+    expect(reads, '[offset, len] of each DMA_READ_AHEAD').to.deep.equal([
+      [0, 64 * K],
+      [64 * K, 128 * K],
+      [192 * K, 256 * K],
+      [448 * K, 512 * K],
+    ]);
+    expect((await qomCounter(qemu, 'dma-fills')) - fills, 'qom-get dma-fills').to.equal(4);
+    const shot = await screendump(qemu, workDir);
+    expect(shot.equals(Buffer.concat([Buffer.from(ppmHeader, 'latin1'), frame])), 'screendump').to.equal(true);
+    // Again: the same four, still no refusal.
+    const again = peer.received.length;
+    expectOk(await card.run(CardCmd.DMA_FRAME, { src: at.addr, len: Const.FB_SIZE }));
+    expect(messagesOf(peer.received.slice(again), 'DMA_READ_AHEAD')).to.have.length(4);
+    expect(peer.dmaFaults - faults, 'DMA reads refused').to.equal(0);
+  });
+
+  it('a mapping that ends inside the read-ahead, mid-page: two read-aheads, the second short; every byte right', async function () {
+    const len = 100 * 1024 + 100;
+    const src = hostAlloc(peer, pattern(len, 17));
+    const dst = hostAlloc(peer, len);
+    const faults = peer.dmaFaults;
+    const from = peer.received.length;
+    expectOk(await card.run(CardCmd.P2P_READ, { src: src.addr, dst: 0, len }));
+    const K = 1024;
+    const reads = messagesOf(peer.received.slice(from), 'DMA_READ_AHEAD').map((m) => [Number(m.body.addr - src.addr), m.body.len]);
+    expect(reads).to.deep.equal([
+      [0, 64 * K],
+      [64 * K, 128 * K],
+    ]);
+    expect(messagesOf(peer.received.slice(from), 'DMA_READ'), 'exact DMA_READs').to.have.length(0);
+    expect(peer.dmaFaults - faults, 'DMA reads refused').to.equal(0);
+    expectOk(await card.run(CardCmd.P2P_WRITE, { src: 0, dst: dst.addr, len }));
+    expect(dst.buf.equals(src.buf), 'host -> BAR2 -> host').to.equal(true);
+  });
+
+  it('an unmapped address: one DMA_READ_AHEAD refused (FAULT), the card reports ERR_DMA_FAULT, QEMU carries on', async function () {
+    const faults = peer.dmaFaults;
+    const from = peer.received.length;
+    const o = await card.run(CardCmd.DMA_FRAME, { src: 0x7000_0000_0000n, len: Const.FB_SIZE });
+    expect(o.error).to.equal('DMA_FAULT');
+    const aheads = messagesOf(peer.received.slice(from), 'DMA_READ_AHEAD');
+    expect(aheads[0]?.body).to.deep.equal({ addr: 0x7000_0000_0000n, len: 64 * 1024 });
+    // No shorter retries at the refused address: its page fails at once.
+    expect(messagesOf(peer.received.slice(from), 'DMA_READ').filter((m) => m.body.addr === 0x7000_0000_0000n)).to.have.length(0);
+    expect(peer.dmaFaults - faults).to.equal(aheads.length + messagesOf(peer.received.slice(from), 'DMA_READ').length);
+    expect(aheads.length, 'read-aheads for a refused frame').to.be.at.most(1 + Const.FB_SIZE / 4096);
+    expectOk(await card.run(CardCmd.ADD, { data: 1 }));
+  });
+
+  it('a DMA_READ_AHEAD reply longer than len: ERROR STATE, the access fails, QEMU carries on', async function () {
+    const at = hostAlloc(peer, pattern(4096, 9));
+    const dst = hostAlloc(peer, 4096);
+    const from = peer.received.length;
+    peer.options.shortDmaReads = true;
+    let o: Outcome;
+    try {
+      o = await card.run(CardCmd.PROCESS_BUFFER, { src: at.addr, dst: dst.addr, len: 4096 });
+    } finally {
+      delete peer.options.shortDmaReads;
+    }
+    expect(o.error).to.equal('DMA_FAULT');
+    const reads = messagesOf(peer.received.slice(from), 'DMA_READ_AHEAD');
+    const err = messagesOf(peer.received.slice(from), 'ERROR')[0];
+    expect(err?.error).to.equal('STATE');
+    expect(err?.body.ref_id).to.equal(reads[0]?.id);
+    expectOk(await card.run(CardCmd.PROCESS_BUFFER, { src: at.addr, dst: dst.addr, len: 4096 }));
+    expect(dst.buf.equals(at.buf)).to.equal(true);
   });
 });
 
