@@ -126,6 +126,8 @@ export class QemuLauncher extends EventEmitter<LauncherEvents> {
   private exited: Promise<void> = Promise.resolve();
   private fastFailures = 0;
   private timer: NodeJS.Timeout | null = null;
+  /** Aborts the QMP connection attempt of the QEMU being started. */
+  private connecting: AbortController | null = null;
   private readonly tail: string[] = [];
   private readonly log: Logger;
 
@@ -188,12 +190,16 @@ export class QemuLauncher extends EventEmitter<LauncherEvents> {
     });
     log.info('QEMU started', { binary, restarts: this.restarts });
     if (child.pid !== undefined) this.emit('spawn', child.pid);
+    // No QMP retry outlives this QEMU (or lands on the next one at the same path).
+    const connecting = new AbortController();
+    this.connecting = connecting;
+    void this.exited.then(() => connecting.abort());
     const died = this.exited.then(() => {
       throw new PciemError('PCIEM_ERR_IO', `QEMU ${exitInfo?.how ?? 'exited'} before it answered on QMP${this.tail.length ? `; it said: ${this.tail.join(' | ')}` : ''}`);
     });
     let qmp: Qmp;
     try {
-      qmp = await Promise.race([this.connectQmp(child), died, spawnError]);
+      qmp = await Promise.race([this.connectQmp(child, connecting.signal), died, spawnError]);
     } catch (e) {
       if (this.child === child) child.kill('SIGKILL');
       throw e;
@@ -213,15 +219,15 @@ export class QemuLauncher extends EventEmitter<LauncherEvents> {
    * connects): waiting for the file first means no connection attempt
    * outlives this QEMU and lands on the next one.
    */
-  private async connectQmp(child: ChildProcess): Promise<Qmp> {
+  private async connectQmp(child: ChildProcess, signal: AbortSignal): Promise<Qmp> {
     const timeoutMs = this.opts.qmpTimeoutMs ?? 30_000;
     const end = Date.now() + timeoutMs;
     while (!existsSync(this.opts.qmpPath)) {
-      if (this.child !== child) throw new PciemError('PCIEM_ERR_QMP_CLOSED', 'QEMU went away before its QMP socket appeared');
+      if (this.child !== child || signal.aborted) throw new PciemError('PCIEM_ERR_QMP_CLOSED', 'QEMU went away before its QMP socket appeared');
       if (Date.now() > end) throw new PciemError('PCIEM_ERR_TIMEOUT', `QEMU made no QMP socket ${this.opts.qmpPath} within ${timeoutMs} ms`);
       await sleep(50);
     }
-    const qmp = await Qmp.connect({ path: this.opts.qmpPath }, { timeoutMs: Math.max(1000, end - Date.now()), log: this.log });
+    const qmp = await Qmp.connect({ path: this.opts.qmpPath }, { timeoutMs: Math.max(1000, end - Date.now()), log: this.log, signal });
     if (this.child !== child) qmp.close();
     return qmp;
   }
@@ -276,6 +282,7 @@ export class QemuLauncher extends EventEmitter<LauncherEvents> {
   async stop(): Promise<void> {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    this.connecting?.abort();
     const child = this.child;
     this.state = 'stopping';
     if (child) {

@@ -29,6 +29,12 @@ export interface QmpOptions {
   /** Longest line accepted from the peer, in characters (default 16 Mi: query-qmp-schema is large). */
   maxLineLength?: number;
   log?: Logger;
+  /**
+   * Abandons connect() (its retries and its handshake): it rejects with
+   * PCIEM_ERR_QMP_CLOSED at once. For a caller whose QEMU is gone, so no
+   * retry outlives it (and none reaches the next QEMU on the same path).
+   */
+  signal?: AbortSignal;
 }
 
 export interface QmpEvent {
@@ -153,8 +159,10 @@ export class Qmp extends EventEmitter<QmpEvents> {
     const timeoutMs = opts.timeoutMs ?? DEFAULTS.timeoutMs;
     const end = Date.now() + timeoutMs;
     const timedOut = (what: string): PciemError => new PciemError('PCIEM_ERR_TIMEOUT', `QMP ${where}: ${what} within ${timeoutMs} ms`);
+    const abandoned = (): PciemError => new PciemError('PCIEM_ERR_QMP_CLOSED', `QMP ${where}: connect abandoned`);
     let sock: Socket;
     for (;;) {
+      if (opts.signal?.aborted) throw abandoned();
       try {
         sock = await new Promise<Socket>((resolve, reject) => {
           const s = 'path' in ep ? netConnect(ep.path) : netConnect(ep.port, ep.host);
@@ -178,12 +186,13 @@ export class Qmp extends EventEmitter<QmpEvents> {
         const code = (e as NodeJS.ErrnoException).code;
         if (code !== 'ENOENT' && code !== 'ECONNREFUSED') throw fromSysError(e, `QMP connect to ${where}`);
         if (Date.now() + 50 > end) throw timedOut(`no connection (${code})`);
-        await sleep(50);
+        await sleep(50, undefined, opts.signal ? { signal: opts.signal } : {}).catch(() => undefined);
       }
     }
     const qmp = new Qmp(sock, where, opts);
     try {
       await qmp.handshake(end - Date.now(), timedOut);
+      if (opts.signal?.aborted) throw abandoned();
       return qmp;
     } catch (e) {
       qmp.close();

@@ -233,6 +233,24 @@ describe('QMP client (gateway/src/qmp.ts)', function () {
       expect(e.code).to.equal('PCIEM_ERR_TIMEOUT');
       expect(Date.now() - t0).to.be.within(250, 2000);
     });
+
+    it('connect abandoned through its signal stops retrying at once: PCIEM_ERR_QMP_CLOSED, no timer left', async function () {
+      const ac = new AbortController();
+      const t0 = Date.now();
+      const attempt = rejection(Qmp.connect({ path: join(dir, 'nobody-yet.sock') }, { timeoutMs: 20_000, signal: ac.signal }));
+      setTimeout(() => ac.abort(), 200);
+      const e = await attempt;
+      expect(e.code).to.equal('PCIEM_ERR_QMP_CLOSED');
+      expect(e.message).to.contain('connect abandoned');
+      expect(Date.now() - t0).to.be.within(150, 1000);
+      // Its retry loop is over: a socket that appears now is never connected to.
+      let accepted = 0;
+      const late = createServer(() => accepted++);
+      await new Promise<void>((r) => late.listen(join(dir, 'nobody-yet.sock'), r));
+      await new Promise((r) => setTimeout(r, 300));
+      await new Promise<void>((r) => late.close(() => r()));
+      expect(accepted).to.equal(0);
+    });
   });
 
   describe('with a test peer', function () {
