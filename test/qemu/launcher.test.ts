@@ -10,21 +10,21 @@
 // and ends its QEMU, and SIGKILL to one takes its QEMU down with it.
 import { expect } from 'chai';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { loadDescription } from '../../gateway/src/description.js';
 import { createLogger, type Logger } from '../../gateway/src/log.js';
 import { modelArgs } from '../../gateway/src/qemu.js';
 import { FakeBackend, type FakeHost } from '../../gateway/src/relay/fake-host.js';
 import { GatewayService, type ServiceOptions } from '../../gateway/src/service.js';
-import { readState, statePaths } from '../../gateway/src/state.js';
+import { isAlive, readState, statePaths } from '../../gateway/src/state.js';
 import { qemuBinary } from '../lib/card-rig.js';
 import { repoRoot } from '../lib/paths.js';
 import { ProtoDriver } from '../lib/proto-driver.js';
+import { until as waitUntil } from '../lib/until.js';
 
 const DESC = join(repoRoot, 'gateway/devices/protopciem.json');
 
@@ -40,13 +40,7 @@ function memoryLog(): { log: Logger; records: Record<string, unknown>[]; text: (
   return { log: createLogger({ level: 'debug', json: true, stream }), records, text: () => records.map((r) => JSON.stringify(r)).join('\n') };
 }
 
-async function until(what: string, f: () => boolean, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!f()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
+const until = (what: string, f: () => boolean, ms = 20_000): Promise<void> => waitUntil(what, f, ms, 20);
 
 /** `pciem-gateway ARGS`: exit status and stdout. */
 function cli(...args: string[]): { code: number | null; out: string } {
@@ -54,14 +48,8 @@ function cli(...args: string[]): { code: number | null; out: string } {
   return { code: r.status, out: r.stdout + r.stderr };
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return !/^\S+ \(.*\) [ZX] /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
+/** A process that is there and not a zombie (the gateway's own check, with no start time to compare). */
+const alive = (pid: number): boolean => isAlive({ pid, procStart: null });
 
 /** The card works: a fresh driver on the fake host runs an ADD through the model. */
 async function cardAnswers(svc: GatewayService, host: FakeHost): Promise<bigint> {

@@ -14,12 +14,13 @@ import { startDashboard, type Dashboard } from '../../gateway/src/dashboard/inde
 import { FRAME_HEADER_BYTES, FRAME_MAGIC, parseClientMessage } from '../../gateway/src/dashboard/messages.js';
 import { select, TraceBuffer, wireEvent } from '../../gateway/src/dashboard/trace-buffer.js';
 import { PciemError } from '../../gateway/src/errors.js';
-import type { Qmp } from '../../gateway/src/qmp.js';
+import type { Qmp, ScreenPixels } from '../../gateway/src/qmp.js';
 import { FakeBackend } from '../../gateway/src/relay/fake-host.js';
 import { GatewayServer } from '../../gateway/src/relay/server.js';
 import { ModelSession } from '../../gateway/src/relay/session.js';
 import type { TraceKind } from '../../gateway/src/relay/trace.js';
 import { decodePng } from '../lib/png.js';
+import { until as waitUntil } from '../lib/until.js';
 
 const T0 = 1_000_000n;
 
@@ -261,13 +262,14 @@ class Browser {
 
 const wsUrl = (d: Dashboard, token = d.token): string => `ws://127.0.0.1:${d.port}/ws?token=${token}`;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-async function until(what: string, cond: () => boolean, ms = 3000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`not within ${ms} ms: ${what}`);
-    await sleep(10);
-  }
-}
+/** A QMP client stand-in for a running QEMU 10.0.2 whose display is whatever `screen` returns. */
+const runningQmp = (screen: () => ScreenPixels): Qmp => ({
+  closed: false,
+  greeting: { version: { qemu: { major: 10, minor: 0, micro: 2 } } },
+  queryStatus: () => Promise.resolve({ running: true, status: 'running' }),
+  screenPixels: () => Promise.resolve(screen()),
+}) as unknown as Qmp;
+const until = (what: string, cond: () => boolean, ms = 3000): Promise<void> => waitUntil(what, cond, ms);
 
 describe('dashboard: the server (no QEMU, no browser)', function () {
   let server: GatewayServer;
@@ -471,15 +473,10 @@ describe('dashboard: the server (no QEMU, no browser)', function () {
     await d.close();
     let pixel = 0x10;
     let grabs = 0;
-    const qmp = {
-      closed: false,
-      greeting: { version: { qemu: { major: 10, minor: 0, micro: 2 } } },
-      queryStatus: () => Promise.resolve({ running: true, status: 'running' }),
-      screenPixels: () => {
-        grabs++;
-        return Promise.resolve({ width: 2, height: 1, pixels: Buffer.from([pixel, 2, 3, 4, 5, 6]) });
-      },
-    } as unknown as Qmp;
+    const qmp = runningQmp(() => {
+      grabs++;
+      return { width: 2, height: 1, pixels: Buffer.from([pixel, 2, 3, 4, 5, 6]) };
+    });
     d = await startDashboard({ server, qmp: () => qmp, port: 0, frameIntervalMs: 30 });
     const b = await open(wsUrl(d));
     const s = await b.waitFor((m) => m.type === 'stats');
@@ -513,12 +510,7 @@ describe('dashboard: the server (no QEMU, no browser)', function () {
     // A new 3 MiB picture at every grab.
     const side = 1024;
     let grabs = 0;
-    const qmp = {
-      closed: false,
-      greeting: { version: { qemu: { major: 10, minor: 0, micro: 2 } } },
-      queryStatus: () => Promise.resolve({ running: true, status: 'running' }),
-      screenPixels: () => Promise.resolve({ width: side, height: side, pixels: Buffer.alloc(side * side * 3, ++grabs & 0xff) }),
-    } as unknown as Qmp;
+    const qmp = runningQmp(() => ({ width: side, height: side, pixels: Buffer.alloc(side * side * 3, ++grabs & 0xff) }));
     d = await startDashboard({ server, qmp: () => qmp, port: 0, frameIntervalMs: 20 });
     const b = await open(wsUrl(d));
     b.ws.pause();

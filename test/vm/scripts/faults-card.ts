@@ -13,7 +13,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, openSync, readFileSync, readdirSync } from 'node:fs';
 import { connect } from 'node:net';
 import { cardInSysfs, drv, env, sh, sleep, step, waitFor } from '../../../guests/demo/chain.js';
-import type { GatewayState, StatusReport } from '../../../gateway/src/state.js';
+import { isAlive, type GatewayState, type StatusReport } from '../../../gateway/src/state.js';
 import { reportResult } from '../../lib/vm-result.js';
 
 const RUN = '/tmp/pciem-run';
@@ -23,7 +23,7 @@ const result: Record<string, unknown> = {};
 
 const ppctl = async (...args: string[]): Promise<string> => (await drv(env('PPCTL'), args)).trim();
 const gatewayLog = (): string => readFileSync(LOG, 'utf8');
-const alive = (pid: number): boolean => existsSync(`/proc/${pid}`) && !/^\S+ \(.*\) [ZX] /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+const alive = (pid: number): boolean => isAlive({ pid, procStart: null });
 
 function state(): GatewayState {
   const f = readdirSync(RUN).find((n) => n.endsWith('.json'));
