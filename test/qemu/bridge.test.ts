@@ -289,28 +289,22 @@ const PEER_MODES: { name: string; options: PeerOptions }[] = [
 
 for (const mode of PEER_MODES) describe(`pciem-bridge: the QEMU side of the gateway (with a test peer; ${mode.name})`, function () {
   this.timeout(120_000);
-  let qemuBinary = '';
   let workDir = '';
   let peer: WirePeer;
   let qemu: Qemu;
   let card: Card;
 
   before(async function () {
-    // Fails the suite with the reason when QEMU cannot be built.
-    qemuBinary = execFileSync(join(repoRoot, 'qemu-plugin', 'build.sh'), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
-    workDir = mkdtempSync(join(tmpdir(), 'pciem-bridge-'));
-    ({ peer, qemu } = await startBridged(qemuBinary, workDir, 'card', 'protopciem,id=card0', `timeout-ms=${DMA_TIMEOUT_MS}`, mode.options));
+    ({ peer, qemu, dir: workDir } = await openBridged('card', 'protopciem,id=card0', `timeout-ms=${DMA_TIMEOUT_MS}`, mode.options));
     card = new Card(peer);
   });
 
   after(async function () {
-    await qemu?.stop();
-    await peer?.close();
-    if (workDir !== '') rmSync(workDir, { recursive: true, force: true });
+    await closeBridged({ peer, qemu, dir: workDir });
   });
 
   afterEach(function () {
-    expect(qemu.running, `QEMU died:\n${qemu.stderr.slice(-3000)}`).to.equal(true);
+    expectRunning(qemu);
   });
 
   describe('session', function () {
@@ -1109,6 +1103,33 @@ async function startBridged(binary: string, dir: string, name: string, device: s
   return { peer, qemu };
 }
 
+/**
+ * A suite's QEMU and peer: builds QEMU if needed (a build that fails fails
+ * the suite with the reason), makes a work folder, then startBridged there.
+ */
+async function openBridged(name: string, device: string, props: string, options: PeerOptions = {}): Promise<{ peer: WirePeer; qemu: Qemu; dir: string }> {
+  const binary = execFileSync(join(repoRoot, 'qemu-plugin', 'build.sh'), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
+  const dir = mkdtempSync(join(tmpdir(), `pciem-bridge-${name}-`));
+  try {
+    return { dir, ...(await startBridged(binary, dir, name, device, props, options)) };
+  } catch (e) {
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+/** Stops what openBridged started (whatever of it there is) and removes its folder. */
+async function closeBridged(b: { peer?: WirePeer; qemu?: Qemu; dir: string }): Promise<void> {
+  await b.qemu?.stop();
+  await b.peer?.close();
+  if (b.dir !== '') rmSync(b.dir, { recursive: true, force: true });
+}
+
+/** After each test: the test did not take QEMU down. */
+function expectRunning(qemu: Qemu): void {
+  expect(qemu.running, `QEMU died:\n${qemu.stderr.slice(-3000)}`).to.equal(true);
+}
+
 async function qomCounter(qemu: Qemu, name: string): Promise<number> {
   return qemu.qmp.execute<number>('qom-get', { path: '/objects/br0', property: name });
 }
@@ -1128,9 +1149,7 @@ describe('pciem-bridge with direct-reads=off, read-ahead=8192, read-ahead-max=32
   let card: Card;
 
   before(async function () {
-    const binary = execFileSync(join(repoRoot, 'qemu-plugin', 'build.sh'), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
-    workDir = mkdtempSync(join(tmpdir(), 'pciem-bridge-io-'));
-    ({ peer, qemu } = await startBridged(binary, workDir, 'io', 'protopciem,id=card0', 'direct-reads=off,read-ahead=8192,read-ahead-max=32768'));
+    ({ peer, qemu, dir: workDir } = await openBridged('io', 'protopciem,id=card0', 'direct-reads=off,read-ahead=8192,read-ahead-max=32768'));
     card = new Card(peer);
     card.set('CONTROL', Bits.CONTROL.RESET);
     card.set('CONTROL', Bits.CONTROL.ENABLE);
@@ -1138,13 +1157,11 @@ describe('pciem-bridge with direct-reads=off, read-ahead=8192, read-ahead-max=32
   });
 
   after(async function () {
-    await qemu?.stop();
-    await peer?.close();
-    if (workDir !== '') rmSync(workDir, { recursive: true, force: true });
+    await closeBridged({ peer, qemu, dir: workDir });
   });
 
   afterEach(function () {
-    expect(qemu.running, `QEMU died:\n${qemu.stderr.slice(-3000)}`).to.equal(true);
+    expectRunning(qemu);
   });
 
   it('takes the properties (qom-get)', async function () {
@@ -1203,9 +1220,7 @@ describe('pciem-bridge at version 3: read-aheads as DMA_READ_AHEAD (with a test 
   let card: Card;
 
   before(async function () {
-    const binary = execFileSync(join(repoRoot, 'qemu-plugin', 'build.sh'), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
-    workDir = mkdtempSync(join(tmpdir(), 'pciem-bridge-v3-'));
-    ({ peer, qemu } = await startBridged(binary, workDir, 'v3', 'protopciem,id=card0', `timeout-ms=${DMA_TIMEOUT_MS}`, { version: 3, rings: true }));
+    ({ peer, qemu, dir: workDir } = await openBridged('v3', 'protopciem,id=card0', `timeout-ms=${DMA_TIMEOUT_MS}`, { version: 3, rings: true }));
     card = new Card(peer);
     card.set('CONTROL', Bits.CONTROL.RESET);
     card.set('CONTROL', Bits.CONTROL.ENABLE);
@@ -1213,13 +1228,11 @@ describe('pciem-bridge at version 3: read-aheads as DMA_READ_AHEAD (with a test 
   });
 
   after(async function () {
-    await qemu?.stop();
-    await peer?.close();
-    if (workDir !== '') rmSync(workDir, { recursive: true, force: true });
+    await closeBridged({ peer, qemu, dir: workDir });
   });
 
   afterEach(function () {
-    expect(qemu.running, `QEMU died:\n${qemu.stderr.slice(-3000)}`).to.equal(true);
+    expectRunning(qemu);
   });
 
   it('a frame whose mapping ends with it: the last read-ahead comes back short, no refused read, byte-exact', async function () {
@@ -1315,19 +1328,15 @@ describe('pciem-bridge with a stock QEMU model (e1000e): MSI-X, PCIe, an I/O BAR
   let qemu: Qemu;
 
   before(async function () {
-    const binary = execFileSync(join(repoRoot, 'qemu-plugin', 'build.sh'), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
-    workDir = mkdtempSync(join(tmpdir(), 'pciem-bridge-nic-'));
-    ({ peer, qemu } = await startBridged(binary, workDir, 'nic', 'e1000e,id=nic0,romfile=', ''));
+    ({ peer, qemu, dir: workDir } = await openBridged('nic', 'e1000e,id=nic0,romfile=', ''));
   });
 
   after(async function () {
-    await qemu?.stop();
-    await peer?.close();
-    if (workDir !== '') rmSync(workDir, { recursive: true, force: true });
+    await closeBridged({ peer, qemu, dir: workDir });
   });
 
   afterEach(function () {
-    expect(qemu.running, `QEMU died:\n${qemu.stderr.slice(-3000)}`).to.equal(true);
+    expectRunning(qemu);
   });
 
   it('describes it from the model: MSI-X in BAR3, table and PBA left to the host', function () {
