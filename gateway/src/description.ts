@@ -70,6 +70,8 @@ export function parseDescription(json: unknown, source = 'description'): Descrip
     if (e instanceof PciemError) throw bad(source, e.message.replace(/^DEVICE[.:] ?/, ''));
     throw e;
   }
+  // The wire allows an empty name; a user's card needs one its logs and status can show.
+  if (device.name.trim() === '') throw bad(source, "'name' is empty (the model's QEMU device type, e.g. \"protopciem\")");
   const shadowed = parseShadow(shadow, device, source);
   let model: QemuModel | null = null;
   if (qemu !== undefined) {

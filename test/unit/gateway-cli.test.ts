@@ -356,6 +356,8 @@ describe('device descriptions', function () {
       [{ ...BASE, qemu: { device: 'x', properties: { 'a b': 1 } } }, /qemu\.properties: 'a b' is not a property name/],
       [{ ...BASE, name: 'x'.repeat(300) }, /name: 300 characters \(at most 64\)/],
       [{ ...BASE, name: 5 }, /name: not a string/],
+      [{ ...BASE, name: '' }, /'name' is empty/],
+      [{ ...BASE, name: '   ' }, /'name' is empty/],
       [{ ...BASE, vendor_id: 'acme' }, /vendor_id: not an integer/],
       [{ ...BASE, revision: 256 }, /revision: 256 does not fit u8/],
       [{ ...BASE, subsystem_id: -1 }, /subsystem_id: -1 does not fit u16/],
