@@ -569,6 +569,11 @@ export class WirePeer {
     this.sock?.write(bytes);
   }
 
+  /** Raw bytes with no FENCE announcing them: a gateway breaking the rings' rule. */
+  sendUnfenced(bytes: Uint8Array): void {
+    this.sock?.write(bytes);
+  }
+
   /** The next request id this side will use (for frames built by hand). */
   peekId(): number {
     return this.nextId;

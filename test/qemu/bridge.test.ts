@@ -811,6 +811,31 @@ for (const mode of PEER_MODES) describe(`pciem-bridge: the QEMU side of the gate
         expect(await card.reg('ID')).to.equal(0x1f0c0001);
       });
 
+      it('socket frames whose FENCEs never come: past 64 MiB held, closed with a logged reason; QEMU runs and reconnects', async function () {
+        const conns = peer.connections;
+        const closes = peer.closes;
+        const from = peer.received.length;
+        // Whole frames of the largest body, none announced on g2m: each is
+        // held until a FENCE that never comes. The fourth passes the cap
+        // (four largest bodies); the fifth is there in case it is counted late.
+        const frame = Buffer.alloc(HEADER_SIZE + Limits.MAX_BODY);
+        frame.writeUInt32LE(Limits.MAX_BODY, 0);
+        frame.writeUInt16LE(0x0021, 8);
+        frame.writeUInt16LE(0x0002, 10);
+        for (let i = 0; i < 5; i++) {
+          frame.writeUInt32LE(peer.peekId() + i, 4);
+          peer.sendUnfenced(frame);
+        }
+        await qemu.logged('wait for FENCEs that do not come; closing the connection');
+        await peer.waitReady(conns + 1);
+        expect(peer.closes).to.equal(closes + 1);
+        const err = peer.received.slice(from).find((m) => m.cmd === 'ERROR');
+        expect(err?.error, 'the reason, before closing').to.equal('STATE');
+        expect(qemu.running).to.equal(true);
+        expect(peer.ringsUp).to.equal(true);
+        expect(await card.reg('ID'), 'the new session works').to.equal(0x1f0c0001);
+      });
+
       it('a full m2g: the bridge waits timeout-ms for room, then closes with a logged error; QEMU runs and reconnects', async function () {
         const conns = peer.connections;
         peer.options = { ...mode.options, ringSlots: 64, stallModelRing: true };
