@@ -20,10 +20,12 @@ stage_cmd() {
 	lint) make --no-print-directory lint ;;
 	typecheck) make --no-print-directory typecheck ;;
 	addon) make --no-print-directory addon ;;
-	unit) mocha_suite 'test/unit/**/*.test.ts' ;;
+	# Two files at a time (this machine has two cores): 35 s instead of 65.
+	unit) mocha_suite 'test/unit/**/*.test.ts' --parallel --jobs 2 ;;
 	kernel) make --no-print-directory kernel ;;
 	qemu) make --no-print-directory qemu ;;
-	qemu-tests) mocha_suite 'test/qemu/**/*.test.ts' ;;
+	# Each file starts its own QEMU, sockets and work folders: 18 s instead of 35.
+	qemu-tests) mocha_suite 'test/qemu/**/*.test.ts' --parallel --jobs 2 ;;
 	# Each VM suite boots its own TCG guests; two files at a time use both cores.
 	vm) mocha_suite 'test/vm/**/*.test.ts' --parallel --jobs 2 ;;
 	*) die "unknown stage '$1' (stages: $ALL_STAGES)" ;;
