@@ -491,11 +491,17 @@ class Poller : public Napi::ObjectWrap<Poller> {
     auto *self = static_cast<Poller *>(h->data);
     Napi::Env env = self->Env();
     Napi::HandleScope scope(env);
-    if (status < 0) {
-      self->callback_.MakeCallback(env.Global(), {SysError(env, "poll", -status).Value()});
-      return;
+    // A callback that throws comes back here as a C++ exception; left to
+    // libuv it would std::terminate() the process with no JS stack. Hand it
+    // to Node's uncaught-exception path, as any JS callback's would be.
+    try {
+      if (status < 0)
+        self->callback_.MakeCallback(env.Global(), {SysError(env, "poll", -status).Value()});
+      else
+        self->callback_.MakeCallback(env.Global(), {});
+    } catch (const Napi::Error &e) {
+      napi_fatal_exception(env, e.Value());
     }
-    self->callback_.MakeCallback(env.Global(), {});
   }
 
   Napi::Value Close(const Napi::CallbackInfo &info) {

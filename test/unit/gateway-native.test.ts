@@ -5,10 +5,12 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createConnection, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { PciemError } from '../../gateway/src/errors.js';
 import { native } from '../../gateway/src/native.js';
 import { PciemDevice } from '../../gateway/src/pciem/device.js';
 import { IOCTL } from '../../gateway/src/pciem/uapi.js';
+import { repoRoot } from '../lib/paths.js';
 
 describe('gateway native addon (host)', function () {
   it('refuses bad arguments synchronously with TypeError/RangeError', function () {
@@ -87,6 +89,22 @@ describe('gateway native addon (host)', function () {
     expect(native.readEventFd(fd)).to.equal(1n);
     expect(native.readEventFd(fd)).to.equal(0n);
     native.close(fd);
+  });
+
+  it('a poller callback that throws is an uncaught exception with its stack, not an abort', function () {
+    // In a child: the exception ends that process.
+    const script = `
+      import { native } from './gateway/src/native.ts';
+      process.on('uncaughtException', (e) => { console.log('uncaught: ' + e.message); process.exit(7); });
+      const fd = native.eventfd(0);
+      new native.Poller(fd, () => { native.readEventFd(fd); throw new Error('COMPLETE_READ went wrong'); });
+      native.writeEventFd(fd, 1);
+      setTimeout(() => process.exit(0), 5000);
+    `;
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: repoRoot, encoding: 'utf8', timeout: 30_000 });
+    expect(r.signal, r.stderr).to.equal(null);
+    expect(r.status, r.stderr).to.equal(7);
+    expect(r.stdout).to.contain('uncaught: COMPLETE_READ went wrong');
   });
 
   it('maps a file shared, and munmap() detaches the buffer so nothing can reach it afterwards', function () {
