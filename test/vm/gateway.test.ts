@@ -18,7 +18,7 @@ insmod ${drv}
 WRITES=10000 node --import tsx test/vm/scripts/native-card.ts`, 'the native card in the VM', { timeoutSec: 300 });
     console.log(`      10,000 writes in ${String(res.ms)} ms through the ring (TCG)`);
     expect(res).to.include({
-      apiVersion: 1, bound: true, plainRead: 'cafef00d', syncRead: (0x104 * 3 + 7).toString(16), syncAnswered: 1,
+      apiVersion: 1, bound: true, plainRead: 'cafef00d', syncRead: (0x104 * 3 + 7).toString(16), syncAnswered: 1, completeErrors: '',
       writes: 10000, inOrder: true, ringDrops: 0, removed: true,
     });
     expect(dmesgClean, output).to.equal(true);
