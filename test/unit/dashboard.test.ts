@@ -505,6 +505,26 @@ describe('dashboard: the server (no QEMU, no browser)', function () {
     expect(grabs).to.equal(n);
   });
 
+  it('a slow screendump spaces the grabs out: QEMU is held up at most a fifth of the time', async function () {
+    await d.close();
+    // Each grab takes 100 ms (QEMU writing the picture); frameIntervalMs alone would grab every 100 ms.
+    const starts: number[] = [];
+    const qmp = {
+      ...runningQmp(() => ({ width: 1, height: 1, pixels: Buffer.from([1, 2, 3]) })),
+      screenPixels: async () => {
+        starts.push(performance.now());
+        await sleep(100);
+        return { width: 1, height: 1, pixels: Buffer.from([1, 2, 3]) };
+      },
+    } as unknown as Qmp;
+    d = await startDashboard({ server, qmp: () => qmp, port: 0, frameIntervalMs: 20 });
+    const b = await open(wsUrl(d));
+    await b.waitFor((m) => m.type === 'hello');
+    await until('four grabs', () => starts.length >= 4, 5000);
+    const gaps = starts.slice(1).map((t, i) => t - starts[i]!);
+    expect(Math.min(...gaps), `gaps ${gaps.map((g) => g.toFixed(0)).join(', ')} ms`).to.be.at.least(450);
+  });
+
   it('a browser that does not read gets no more until it catches up, then the newest picture', async function () {
     await d.close();
     // A new 3 MiB picture at every grab.

@@ -63,6 +63,14 @@ const SLOW_CLIENT_BYTES = 4 << 20;
 /** The longest message a browser may send (its messages are a few dozen bytes). */
 const MAX_CLIENT_MESSAGE = 4096;
 const QMP_TIMEOUT_MS = 5000;
+/**
+ * QEMU writes a screendump on its main loop, and the card model, on that
+ * loop too, does nothing meanwhile (under TCG a 640x480 PPM takes 50-200 ms,
+ * more on a busy machine). So a grab that took d ms is followed by the next
+ * no sooner than GRAB_SPACING * d after it started: the dashboard holds
+ * QEMU up at most 1/GRAB_SPACING of the time, whatever frameIntervalMs says.
+ */
+const GRAB_SPACING = 5;
 
 const STATIC_DIR = fileURLToPath(new URL('./static/', import.meta.url));
 const PAGES: Record<string, { file: string; type: string }> = {
@@ -137,6 +145,9 @@ class DashboardServer implements Dashboard {
   private readonly trace = new TraceBuffer(TRACE_PER_KIND);
   private tracing = false;
   private timers: NodeJS.Timeout[] = [];
+  /** The next grab, while browsers watch; a new generation stops an older chain. */
+  private grabTimer: NodeJS.Timeout | null = null;
+  private grabGeneration = 0;
   private readonly frameIntervalMs: number;
   /** The last display grabbed, as the message that carries it. */
   private frame: { number: number; message: Buffer } | null = null;
@@ -296,17 +307,19 @@ class DashboardServer implements Dashboard {
 
   private startTimers(): void {
     this.timers = [
-      setInterval(() => void this.grab(), this.frameIntervalMs),
       setInterval(() => this.flushTrace(), TRACE_INTERVAL_MS),
       setInterval(() => void this.stats(), STATS_INTERVAL_MS),
     ];
-    void this.grab();
+    void this.grabLoop(++this.grabGeneration);
     void this.stats();
   }
 
   private stopTimers(): void {
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
+    this.grabGeneration++;
+    if (this.grabTimer !== null) clearTimeout(this.grabTimer);
+    this.grabTimer = null;
     // Rates restart from the next sample, not from before the gap.
     for (const w of this.watched.values()) w.prev = null;
   }
@@ -423,6 +436,17 @@ class DashboardServer implements Dashboard {
   // ---- the display
 
   /** Grabs the display (one grab at a time) and sends it to the browsers that do not have it yet. */
+  /** Grabs, then schedules the next grab by frameIntervalMs and GRAB_SPACING. */
+  private async grabLoop(generation: number): Promise<void> {
+    this.grabTimer = null;
+    const t0 = performance.now();
+    await this.grab();
+    if (generation !== this.grabGeneration || this.closed) return;
+    const took = performance.now() - t0;
+    const wait = Math.max(this.frameIntervalMs, GRAB_SPACING * took) - took;
+    this.grabTimer = setTimeout(() => void this.grabLoop(generation), Math.max(0, wait));
+  }
+
   private async grab(): Promise<void> {
     if (this.grabbing || this.closed) return;
     const q = this.currentQmp();
