@@ -68,8 +68,6 @@ export interface ChainOptions {
   qemuArgs?: string[];
   /** Extra properties of the card model (e.g. frame-log: a chardev in qemuArgs). */
   deviceProps?: Record<string, string | boolean>;
-  /** protopciem.ko's module parameters (e.g. timeout_ms=10000). */
-  driverParams?: string[];
 }
 
 /** pciem.ko must be loaded; loads protopciem.ko (PROTOPCIEM_KO) once the card is there. */
@@ -92,7 +90,7 @@ export async function startChain(opts: ChainOptions = {}): Promise<Chain> {
     const qmp = await Qmp.connect({ path: '/tmp/qmp.sock' }, { timeoutMs: 60_000 });
     const bdf = cardInSysfs();
     if (bdf === null) throw new Error('the card is not in /sys/bus/pci/devices');
-    await drv('insmod', [env('PROTOPCIEM_KO'), ...(opts.driverParams ?? [])]);
+    await drv('insmod', [env('PROTOPCIEM_KO')]);
     await waitFor('/dev/protopciem', () => existsSync('/dev/protopciem'), 20_000);
     step('driver bound');
     return { server, session, qemu, qmp, bdf, qemuExit: () => exit };
