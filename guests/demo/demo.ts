@@ -46,8 +46,8 @@ async function screendumps(c: Chain, running: () => boolean): Promise<void> {
   const frames = (): number => Number(readFileSync(`/sys/bus/pci/devices/${c.bdf}/stats/operations`, 'utf8').trim());
   // QEMU writes a screendump on its main loop, where the card model runs, a
   // row per write. Straight into OUT (the host's folder over 9p, in the VM)
-  // that held the card up for 0.5-0.9 s per picture on a busy machine: long
-  // enough to time a frame out. So QEMU writes to memory, and the copy to
+  // that held the card up ~0.3 s per picture, 0.9-5.6 s with the host's
+  // cores busy: long enough to time a frame out. So QEMU writes to memory, and the copy to
   // OUT happens here, off QEMU's loop.
   const scratch = await mkdtemp(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'pciem-demo-'));
   let shots = 0;
