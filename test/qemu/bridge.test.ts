@@ -22,10 +22,9 @@ import {
   Reg,
   type RegName,
 } from '../../proto/generated/protopciem.js';
-import { Packr } from 'msgpackr';
-import type { FieldDesc, StructDesc } from '../../gateway/src/proto/codec.js';
-import { BarFlags, Caps, type ErrName, Flag, HEADER_SIZE, IrqKind, Limits, type Message, MsiFlags, PROTOCOL, type Region, ResetKind, Role } from '../../proto/generated/wire.js';
+import { BarFlags, Caps, type ErrName, HEADER_SIZE, IrqKind, Limits, type Message, MsiFlags, type Region, ResetKind, Role } from '../../proto/generated/wire.js';
 import { entry } from '../lib/cmdbuf.js';
+import { FrameFuzzer, tally } from '../lib/fuzz.js';
 import { repoRoot } from '../lib/paths.js';
 import { Qmp } from '../../gateway/src/qmp.js';
 import { WirePeer, WireReplyError, type PeerOptions } from '../lib/wirepeer.js';
@@ -1095,103 +1094,42 @@ for (const mode of PEER_MODES) describe(`pciem-bridge: the QEMU side of the gate
     });
 
     it('a fuzz of 1,500 frames, most well-formed with edge values (seeded): QEMU never exits, the card works afterwards', async function () {
-      const seed = Number(process.env.FUZZ_SEED ?? 0x5eed);
-      const rnd = xorshift(seed);
-      const int = (n: number): number => Math.floor(rnd() * n);
-      const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)]!;
-      const packr = new Packr({ useRecords: false, variableMapSize: true });
-      const junk = (): unknown => pick<unknown>([null, true, 'x', -1, 1.5, Buffer.alloc(3), [1], { a: 1 }]);
-      // A value for a field of the protocol's schema: mostly edges inside its range, sometimes outside it or of another type.
-      const fieldValue = (f: FieldDesc, depth: number): unknown => {
-        if (rnd() < 0.1) return junk();
-        switch (f.kind) {
-          case 'uint': return rnd() < 0.9
-            ? pick([f.min, f.max, ...(f.oneOf ?? []), 0, 1, 2, 4, 8, 0xff, 0xffff, int(f.max + 1)].filter((v) => v >= f.min && v <= f.max))
-            : pick([f.max + 1, -1, 2 ** 32]);
-          case 'u64': return pick([f.min, f.max, 0n, 2n, 4n, 0x10n, 0x3cn, 0xfffcn, 0x10000n, 0xffffn, 0x100000n, 1n << 32n, BigInt(int(0x10000))].filter((v) => v >= f.min && v <= f.max));
-          case 'bool': return rnd() < 0.5;
-          case 'str': return 'x'.repeat(int(f.maxLen + 2));
-          case 'bytes': return Buffer.alloc(int(Math.min(f.maxLen, 4096) + 1), int(256));
-          case 'array': return depth < 2 ? Array.from({ length: int(f.maxLen + 2) }, () => structBody(f.item, depth + 1)) : [];
-        }
+      const fuzz = new FrameFuzzer(Number(process.env.FUZZ_SEED ?? 0x5eed), ['MMIO_READ', 'MMIO_WRITE', 'CONFIG_READ', 'CONFIG_WRITE', 'STATS', 'RESET']);
+      const takeId = (): number => {
+        const id = peer.peekId();
+        peer.skipIds(1);
+        return id;
       };
-      const structBody = (d: StructDesc, depth: number): Record<string, unknown> => {
-        const b: Record<string, unknown> = {};
-        for (const f of d.fields) if (rnd() < 0.95) b[f.key] = fieldValue(f, depth);
-        if (rnd() < 0.05) b.extra = junk();
-        return b;
-      };
-      const requests = PROTOCOL.commands.filter((c) => ['MMIO_READ', 'MMIO_WRITE', 'CONFIG_READ', 'CONFIG_WRITE', 'STATS', 'RESET'].includes(c.name));
       let sent = 0;
       let sessions = 0;
       const from = peer.received.length;
       while (sent < 1500) {
         const conns = peer.connections;
         const closes = peer.closes;
-        for (let i = 0; i < 100 && peer.closes === closes; i++, sent++) {
-          let cmd: number;
-          let flags = 0;
-          let payload: Buffer;
-          if (rnd() < 0.85) {
-            const c = pick(requests);
-            cmd = c.value;
-            if (c.name === 'MMIO_WRITE' && rnd() < 0.5) flags = Flag.POSTED;
-            payload = packr.pack(structBody(c.request, 0));
-          } else {
-            // Anything at all: any command number, any flags, a body of any bytes.
-            cmd = rnd() < 0.5 ? pick(PROTOCOL.commands).value : int(0x10000);
-            flags = pick([0, Flag.POSTED, Flag.REPLY, Flag.REPLY | Flag.POSTED, 0x8000]);
-            payload = rnd() < 0.5 ? packr.pack({ [pick(['bar', 'offset', 'x'])]: junk() }) : Buffer.from(Array.from({ length: int(48) }, () => int(256)));
-          }
-          const hdr = Buffer.alloc(HEADER_SIZE);
-          hdr.writeUInt32LE(payload.length, 0);
-          hdr.writeUInt32LE(flags & Flag.REPLY ? int(0x1_0000_0000) : peer.peekId(), 4);
-          if (!(flags & Flag.REPLY)) peer.skipIds(1);
-          hdr.writeUInt16LE(cmd, 8);
-          hdr.writeUInt16LE(flags, 10);
-          peer.sendRaw(Buffer.concat([hdr, payload]));
-        }
+        for (let i = 0; i < 100 && peer.closes === closes; i++, sent++) peer.sendRaw(fuzz.frame(takeId));
         // Whatever the bridge made of them: QEMU runs; a closed session comes back.
         await sleep(50);
-        expect((await qemu.qmp.execute<{ status: string }>('query-status')).status, `seed ${seed}, ${sent} frames`).to.equal('running');
+        expect((await qemu.qmp.execute<{ status: string }>('query-status')).status, `seed ${fuzz.seed}, ${sent} frames`).to.equal('running');
         if (peer.closes !== closes) {
           sessions++;
           await peer.waitReady(conns + 1);
         }
       }
-      // What came back: the frames reached the bridge's handlers (answered,
-      // refused with a code, or an ERROR), not a parser that dropped them.
-      const back = peer.received.slice(from);
-      const ok = back.filter((m) => m.reply && m.error === 'NONE').length;
-      const codes = new Map<string, number>();
-      for (const m of back) if (m.error !== 'NONE') codes.set(`${m.cmd} ${m.error}`, (codes.get(`${m.cmd} ${m.error}`) ?? 0) + 1);
-      console.log(`      ${sent} frames, seed 0x${seed.toString(16)}: ${ok} answered, ${back.length - ok} refused ` +
-        `(${[...codes].sort((a, b) => b[1] - a[1]).slice(0, 6).map(([k, n]) => `${k} x${n}`).join(', ')}), ${sessions} sessions closed and reopened`);
-      expect(ok, 'well-formed requests were carried out').to.be.greaterThan(sent / 10);
-      expect(back.length - ok, 'bad ones were refused').to.be.greaterThan(sent / 10);
+      // What came back shows the frames reached the handlers, not a parser that dropped them.
+      const t = tally(peer.received.slice(from));
+      console.log(`      ${sent} frames, seed 0x${fuzz.seed.toString(16)}: ${t.text}, ${sessions} sessions closed and reopened`);
+      expect(t.ok, 'well-formed requests were carried out').to.be.greaterThan(sent / 10);
+      expect(t.refused, 'bad ones were refused').to.be.greaterThan(sent / 10);
       // A new session, the card reset: it answers as before.
       const conns = peer.connections;
       peer.drop();
       await peer.waitReady(conns + 1);
       await peer.request('RESET', { kind: ResetKind.FLR });
-      expect(await card.reg('ID'), `seed ${seed}`).to.equal(0x1f0c0001);
+      expect(await card.reg('ID'), `seed ${fuzz.seed}`).to.equal(0x1f0c0001);
       expect(qemu.running).to.equal(true);
     });
   });
 });
-
-/** A small seeded PRNG (xorshift32), for fuzz runs that can be replayed. */
-function xorshift(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 0x1_0000_0000;
-  };
-}
 
 /**
  * A peer listening in `dir`, and QEMU with `device` (as id card0 or nic0)

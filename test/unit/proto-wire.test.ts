@@ -39,6 +39,7 @@ import {
   wireError,
 } from '../../proto/generated/wire.js';
 import { cTestSuite, compileC } from '../lib/ctest.js';
+import { xorshift32 } from '../lib/fuzz.js';
 import { repoRoot } from '../lib/paths.js';
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
@@ -55,19 +56,6 @@ function outcome(f: () => unknown): PciemErrorCode | 'accepted' {
 }
 
 const protoCode = (name: string): PciemErrorCode => `PCIEM_ERR_PROTO_${name}` as PciemErrorCode;
-
-/** A deterministic PRNG (xorshift32), so a failing fuzz case can be replayed. */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x;
-  };
-}
 
 const marks = [0x00, 0x7f, 0x80, 0x8f, 0x90, 0xa0, 0xc0, 0xc1, 0xc3, 0xc4, 0xc6, 0xca, 0xcb, 0xcc, 0xcf, 0xd3, 0xd4, 0xd9, 0xdc, 0xdd, 0xde, 0xdf, 0xff];
 
@@ -259,7 +247,7 @@ describe('wire protocol: the TypeScript and C decoders agree on 20,000 mutated f
 
   it('same code for every frame, and the same bytes when re-encoding the ones accepted', function () {
     const seeds = loadVectors().valid.map((v) => frameBytes(v.frame));
-    const next = rng(0x5eed);
+    const next = xorshift32(0x5eed);
     const frames: Buffer[] = [];
     for (let i = 0; i < 20_000; i++) frames.push(mutate(seeds[next() % seeds.length] as Buffer, next));
     const input = Buffer.concat(frames.flatMap((f) => {
@@ -294,7 +282,7 @@ describe('wire protocol: bad input gives a coded error and nothing else', functi
     this.timeout(300_000);
     const vectors = loadVectors();
     const seeds = [...vectors.valid, ...vectors.noncanonical, ...vectors.invalid].map((v) => frameBytes(v.frame));
-    const next = rng(0xc0ffee);
+    const next = xorshift32(0xc0ffee);
     const codes = new Map<string, number>();
     for (let i = 0; i < 100_000; i++) {
       let frame: Buffer;
