@@ -29,6 +29,7 @@ import {
   SPEC_VERSION_VALUE,
 } from '../../proto/generated/protopciem.js';
 import { entry } from '../lib/cmdbuf.js';
+import { xorshift32 } from '../lib/fuzz.js';
 import { repoRoot } from '../lib/paths.js';
 import { Qmp } from '../../gateway/src/qmp.js';
 import { QTest } from '../lib/qtest.js';
@@ -826,6 +827,56 @@ describe('ProtoPCIem model (qtest, no kernel)', function () {
         expectPixels(await card.screen(), new Frame().clear([1, 2, 3]).line(0, 0, 100, 0, [255, 255, 255]), 'after the bad entry');
         await m.logged('unknown opcode 0x7777');
         await expectAlive(card);
+      });
+
+      it('a fuzz of 300 mutated command buffers (seeded): each ends DONE, with a known ERROR_CODE or none; QEMU carries on', async function () {
+        const seed = Number(process.env.FUZZ_SEED ?? 0xcbf);
+        const next = xorshift32(seed);
+        const int = (n: number): number => next() % n;
+        const edges = [0, 1, 4, 7, 8, 11, 12, 0xff, 0x100, 0xffff, 0x10000, 0x7fffffff, 0xffffffff];
+        const at = m.alloc(Const.CMDBUF_MAX + 4096);
+        const codes = new Map<string, number>();
+        for (let n = 0; n < 300; n++) {
+          // A valid buffer of a few entries, then one to four edits: a byte, a u16 or u32 set to an edge, a cut, junk after.
+          const entries: Buffer[] = [];
+          for (let i = 0, k = 1 + int(6); i < k; i++) {
+            const c: Rgb = [int(256), int(256), int(256)];
+            const kind = int(4);
+            if (kind === 0) entries.push(clear(c));
+            else if (kind === 1) entries.push(line(int(W + 64), int(H + 64), int(W + 64), int(H + 64), c));
+            else if (kind === 2) {
+              const [w, h] = [int(24), int(24)];
+              entries.push(blit(int(W), int(H), w, h, Buffer.alloc(w * h * 3, int(256))));
+            }
+            else entries.push(nop(int(12)));
+          }
+          let buf = Buffer.concat(entries);
+          for (let e = 0, k = 1 + int(4); e < k && buf.length > 0; e++) {
+            const pos = int(buf.length);
+            switch (int(5)) {
+              case 0: buf[pos] = int(256); break;
+              case 1: if (pos + 2 <= buf.length) buf.writeUInt16LE(edges[int(edges.length)]! & 0xffff, pos); break;
+              case 2: if (pos + 4 <= buf.length) buf.writeUInt32LE(edges[int(edges.length)]!, pos & ~3); break;
+              case 3: buf = buf.subarray(0, pos); break;
+              default: buf = Buffer.concat([buf, Buffer.from(Array.from({ length: int(32) }, () => int(256)))]);
+            }
+          }
+          if (buf.length === 0 || buf.length > Const.CMDBUF_MAX) continue;
+          await m.qt.write(at, buf);
+          // DMA_LEN: the buffer's, or a little past it (the card reads what follows).
+          const len = Math.min(Const.CMDBUF_MAX, buf.length + (int(4) === 0 ? int(64) : 0));
+          const o = await card.run(Cmd.EXECUTE_CMDBUF, { src: at, len });
+          expect(o.status & DONE, `seed ${seed}, buffer ${n}: DONE`).to.equal(DONE);
+          expect(o.fenceDone, `seed ${seed}, buffer ${n}: FENCE_DONE`).to.equal(o.fence);
+          expect(o.error, `seed ${seed}, buffer ${n}: a known ERROR_CODE`).to.be.a('string');
+          codes.set(o.error!, (codes.get(o.error!) ?? 0) + 1);
+        }
+        console.log(`        seed 0x${seed.toString(16)}: ${[...codes].map(([k, v]) => `${k} x${v}`).join(', ')}`);
+        expect(codes.get('NONE') ?? 0, 'some buffers survived their edits').to.be.greaterThan(0);
+        expect(codes.size, 'and several kinds of error').to.be.greaterThan(2);
+        await expectAlive(card);
+        expectOk(await card.draw(clear([3, 4, 5])));
+        expectPixels(await card.screen(), new Frame().clear([3, 4, 5]), 'a CLEAR after the fuzz');
       });
 
       it('a truncated buffer: a partial header, or an entry running past DMA_LEN', async function () {
