@@ -234,31 +234,21 @@ static inline void *pciem_ring_reserve(struct pciem_ring *r)
 }
 
 /*
- * Publishes the reserved slot. The seq_cst fence orders the store of prod
- * before the load of cons_sleeping (store-load): with the consumer's "set
- * flag, fence, re-check prod", one of the two sees the other, so a consumer
- * never sleeps on a slot nobody will tell it about.
+ * Publishes the reserved slot without looking at cons_sleeping: for
+ * batches, with one pciem_ring_notify() after the last slot. A producer
+ * that publishes quietly must notify before it waits or goes idle.
  */
-static inline void pciem_ring_commit(struct pciem_ring *r)
+static inline void pciem_ring_commit_quiet(struct pciem_ring *r)
 {
-	struct pciem_ring_shared *sh = r->sh;
-
 	r->head++;
-	atomic_store_explicit(&sh->prod, r->head, memory_order_release);
-	atomic_thread_fence(memory_order_seq_cst);
-	if (atomic_load_explicit(&sh->cons_sleeping, memory_order_relaxed) &&
-	    atomic_exchange_explicit(&sh->cons_sleeping, 0, memory_order_relaxed)) {
-		atomic_fetch_add_explicit(&sh->data_wakes, 1, memory_order_relaxed);
-		pciem_ring_kick(r->data_fd);
-	}
+	atomic_store_explicit(&r->sh->prod, r->head, memory_order_release);
 }
 
 /*
- * The wake-up half of commit(), for batches: commit_quiet() publishes a slot
- * without looking at cons_sleeping, and notify() afterwards wakes a sleeping
- * consumer once for all of them (the seq_cst fence orders every earlier
- * store of prod before the load of the flag, as in commit()). A producer
- * that publishes quietly must notify before it waits or goes idle.
+ * Wakes the consumer if it sleeps. The seq_cst fence orders every earlier
+ * store of prod before the load of cons_sleeping (store-load): with the
+ * consumer's "set flag, fence, re-check prod", one of the two sees the
+ * other, so a consumer never sleeps on a slot nobody will tell it about.
  */
 static inline void pciem_ring_notify(struct pciem_ring *r)
 {
@@ -272,10 +262,11 @@ static inline void pciem_ring_notify(struct pciem_ring *r)
 	}
 }
 
-static inline void pciem_ring_commit_quiet(struct pciem_ring *r)
+/* Publishes the reserved slot and wakes the consumer if it sleeps. */
+static inline void pciem_ring_commit(struct pciem_ring *r)
 {
-	r->head++;
-	atomic_store_explicit(&r->sh->prod, r->head, memory_order_release);
+	pciem_ring_commit_quiet(r);
+	pciem_ring_notify(r);
 }
 
 /* Copies one message (16-byte header + body, len <= slot_size) in: 0, -EAGAIN (full) or -EMSGSIZE. */
