@@ -61,11 +61,11 @@ async function screendumps(c: Chain, running: () => boolean): Promise<void> {
       }
       if (!firstFrame || (Date.now() - t0) % every > 1000) continue;
       const name = `doom-${String(++shots).padStart(4, '0')}.ppm`;
-      const file = join(out, name);
+      const [tmp, file] = [join(scratch, name), join(out, name)];
       try {
-        await c.qmp.execute('screendump', { filename: join(scratch, name), format: 'ppm' });
-        await copyFile(join(scratch, name), file);
-        await rm(join(scratch, name));
+        await c.qmp.execute('screendump', { filename: tmp, format: 'ppm' });
+        await copyFile(tmp, file);
+        await rm(tmp);
         console.log(`screendump: ${file}`);
       } catch (e) {
         console.log(`screendump failed: ${e instanceof Error ? e.message : String(e)}`);
