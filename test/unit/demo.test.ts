@@ -4,18 +4,31 @@
 // it drives is the one test/vm/e2e.test.ts and doom.test.ts prove.
 import { expect } from 'chai';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { repoRoot } from '../lib/paths.js';
 
 function demo(env: Record<string, string>, asUser?: number): { code: number | null; err: string } {
-  const script = join(repoRoot, 'scripts', 'demo.sh');
-  const [cmd, args] = asUser === undefined
-    ? [script, []]
-    : ['setpriv', [`--reuid=${asUser}`, `--regid=${asUser}`, '--clear-groups', script]];
-  const r = spawnSync(cmd, args, { env: { ...process.env, ...env }, encoding: 'utf8', timeout: 20_000 });
-  return { code: r.status, err: r.stderr };
+  if (asUser === undefined) {
+    const r = spawnSync(join(repoRoot, 'scripts', 'demo.sh'), [], { env: { ...process.env, ...env }, encoding: 'utf8', timeout: 20_000 });
+    return { code: r.status, err: r.stderr };
+  }
+  // Another user may not reach the checkout (a clone under a 0700 mktemp
+  // folder): it runs the same two scripts from a folder anyone can read.
+  const top = mkdtempSync(join(tmpdir(), 'pciem-demo-user-'));
+  try {
+    mkdirSync(join(top, 'scripts'));
+    for (const f of ['demo.sh', 'lib.sh']) copyFileSync(join(repoRoot, 'scripts', f), join(top, 'scripts', f));
+    chmodSync(join(top, 'scripts', 'demo.sh'), 0o755);
+    chmodSync(join(top, 'scripts'), 0o755);
+    chmodSync(top, 0o755);
+    const r = spawnSync('setpriv', [`--reuid=${asUser}`, `--regid=${asUser}`, '--clear-groups', join(top, 'scripts', 'demo.sh')],
+      { env: { ...process.env, ...env }, encoding: 'utf8', timeout: 20_000 });
+    return { code: r.status, err: r.stderr };
+  } finally {
+    rmSync(top, { recursive: true, force: true });
+  }
 }
 
 describe('make demo: settings checked before anything runs', function () {
