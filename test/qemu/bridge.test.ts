@@ -878,6 +878,11 @@ for (const mode of PEER_MODES) describe(`pciem-bridge: the QEMU side of the gate
 
     before(async function () {
       deviceAt = await reconnectWith(peer, SHADOW);
+      // The session is up once DEVICE is answered; the stores that answer
+      // follow it (on the ring, in version 2) and may still be on their way.
+      const want = deviceAt + 1 + SHADOW_OFFSETS.length;
+      const deadline = Date.now() + 5_000;
+      while (peer.received.length < want && Date.now() < deadline) await sleep(10);
     });
 
     after(async function () {
