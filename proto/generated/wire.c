@@ -1465,6 +1465,53 @@ static int wire_enc_rings(msgpack_packer *pk, const struct pciem_wire_rings *b)
 	return 0;
 }
 
+static int wire_dec_bulk(const msgpack_object *o, struct pciem_wire_bulk *b)
+{
+	uint32_t i, seen = 0;
+	uint64_t u;
+	int rc;
+
+	if (o->type != MSGPACK_OBJECT_MAP)
+		return -PCIEM_WIRE_ERR_TYPE;
+	for (i = 0; i < o->via.map.size; i++) {
+		const msgpack_object *k = &o->via.map.ptr[i].key;
+		const msgpack_object *v = &o->via.map.ptr[i].val;
+
+		if (wire_key_is(k, "size")) {
+			rc = wire_get_uint(v, UINT32_MAX, &u);
+			if (rc)
+				return rc;
+			b->size = (uint32_t)u;
+			seen |= 1u << 0;
+		} else {
+			return -PCIEM_WIRE_ERR_EXTRA;
+		}
+	}
+	if (seen != 0x1u)
+		return -PCIEM_WIRE_ERR_MISSING;
+	return 0;
+}
+
+static int wire_chk_bulk(const struct pciem_wire_bulk *b)
+{
+	if (b->size < 4096u || b->size > PCIEM_WIRE_MAX_DMA)
+		return -PCIEM_WIRE_ERR_RANGE;
+	if ((uint64_t)b->size % 4096u != 0u)
+		return -PCIEM_WIRE_ERR_RANGE;
+	return 0;
+}
+
+static int wire_enc_bulk(msgpack_packer *pk, const struct pciem_wire_bulk *b)
+{
+	if (msgpack_pack_map(pk, 1))
+		return -PCIEM_WIRE_ERR_IO;
+	if (wire_put_key(pk, "size"))
+		return -PCIEM_WIRE_ERR_IO;
+	if (msgpack_pack_uint64(pk, b->size))
+		return -PCIEM_WIRE_ERR_IO;
+	return 0;
+}
+
 static int wire_dec_mmio_read(const msgpack_object *o, struct pciem_wire_mmio_read *b)
 {
 	uint32_t i, seen = 0;
@@ -2196,6 +2243,129 @@ static int wire_enc_dma_read_ahead_reply(msgpack_packer *pk, const struct pciem_
 	return 0;
 }
 
+static int wire_dec_dma_read_bulk(const msgpack_object *o, struct pciem_wire_dma_read_bulk *b)
+{
+	uint32_t i, seen = 0;
+	uint64_t u;
+	int rc;
+
+	if (o->type != MSGPACK_OBJECT_MAP)
+		return -PCIEM_WIRE_ERR_TYPE;
+	for (i = 0; i < o->via.map.size; i++) {
+		const msgpack_object *k = &o->via.map.ptr[i].key;
+		const msgpack_object *v = &o->via.map.ptr[i].val;
+
+		if (wire_key_is(k, "addr")) {
+			rc = wire_get_uint(v, UINT64_MAX, &u);
+			if (rc)
+				return rc;
+			b->addr = (uint64_t)u;
+			seen |= 1u << 0;
+		} else if (wire_key_is(k, "len")) {
+			rc = wire_get_uint(v, UINT32_MAX, &u);
+			if (rc)
+				return rc;
+			b->len = (uint32_t)u;
+			seen |= 1u << 1;
+		} else if (wire_key_is(k, "offset")) {
+			rc = wire_get_uint(v, UINT32_MAX, &u);
+			if (rc)
+				return rc;
+			b->offset = (uint32_t)u;
+			seen |= 1u << 2;
+		} else if (wire_key_is(k, "ahead")) {
+			rc = wire_get_bool(v, &b->ahead);
+			if (rc)
+				return rc;
+			seen |= 1u << 3;
+		} else {
+			return -PCIEM_WIRE_ERR_EXTRA;
+		}
+	}
+	if (seen != 0xfu)
+		return -PCIEM_WIRE_ERR_MISSING;
+	return 0;
+}
+
+static int wire_chk_dma_read_bulk(const struct pciem_wire_dma_read_bulk *b)
+{
+	if (b->len < 1u || b->len > PCIEM_WIRE_MAX_DMA)
+		return -PCIEM_WIRE_ERR_RANGE;
+	if (b->offset > PCIEM_WIRE_MAX_DMA)
+		return -PCIEM_WIRE_ERR_RANGE;
+	if ((uint64_t)b->len != 0u && (uint64_t)b->addr > UINT64_MAX - ((uint64_t)b->len - 1u))
+		return -PCIEM_WIRE_ERR_RANGE;
+	return 0;
+}
+
+static int wire_enc_dma_read_bulk(msgpack_packer *pk, const struct pciem_wire_dma_read_bulk *b)
+{
+	if (msgpack_pack_map(pk, 4))
+		return -PCIEM_WIRE_ERR_IO;
+	if (wire_put_key(pk, "addr"))
+		return -PCIEM_WIRE_ERR_IO;
+	if (msgpack_pack_uint64(pk, b->addr))
+		return -PCIEM_WIRE_ERR_IO;
+	if (wire_put_key(pk, "len"))
+		return -PCIEM_WIRE_ERR_IO;
+	if (msgpack_pack_uint64(pk, b->len))
+		return -PCIEM_WIRE_ERR_IO;
+	if (wire_put_key(pk, "offset"))
+		return -PCIEM_WIRE_ERR_IO;
+	if (msgpack_pack_uint64(pk, b->offset))
+		return -PCIEM_WIRE_ERR_IO;
+	if (wire_put_key(pk, "ahead"))
+		return -PCIEM_WIRE_ERR_IO;
+	if (b->ahead ? msgpack_pack_true(pk) : msgpack_pack_false(pk))
+		return -PCIEM_WIRE_ERR_IO;
+	return 0;
+}
+
+static int wire_dec_dma_read_bulk_reply(const msgpack_object *o, struct pciem_wire_dma_read_bulk_reply *b)
+{
+	uint32_t i, seen = 0;
+	uint64_t u;
+	int rc;
+
+	if (o->type != MSGPACK_OBJECT_MAP)
+		return -PCIEM_WIRE_ERR_TYPE;
+	for (i = 0; i < o->via.map.size; i++) {
+		const msgpack_object *k = &o->via.map.ptr[i].key;
+		const msgpack_object *v = &o->via.map.ptr[i].val;
+
+		if (wire_key_is(k, "len")) {
+			rc = wire_get_uint(v, UINT32_MAX, &u);
+			if (rc)
+				return rc;
+			b->len = (uint32_t)u;
+			seen |= 1u << 0;
+		} else {
+			return -PCIEM_WIRE_ERR_EXTRA;
+		}
+	}
+	if (seen != 0x1u)
+		return -PCIEM_WIRE_ERR_MISSING;
+	return 0;
+}
+
+static int wire_chk_dma_read_bulk_reply(const struct pciem_wire_dma_read_bulk_reply *b)
+{
+	if (b->len < 1u || b->len > PCIEM_WIRE_MAX_DMA)
+		return -PCIEM_WIRE_ERR_RANGE;
+	return 0;
+}
+
+static int wire_enc_dma_read_bulk_reply(msgpack_packer *pk, const struct pciem_wire_dma_read_bulk_reply *b)
+{
+	if (msgpack_pack_map(pk, 1))
+		return -PCIEM_WIRE_ERR_IO;
+	if (wire_put_key(pk, "len"))
+		return -PCIEM_WIRE_ERR_IO;
+	if (msgpack_pack_uint64(pk, b->len))
+		return -PCIEM_WIRE_ERR_IO;
+	return 0;
+}
+
 /* ---- which body a message has ---- */
 
 static int wire_dec_body(const msgpack_object *o, struct pciem_wire_msg *m)
@@ -2214,6 +2384,8 @@ static int wire_dec_body(const msgpack_object *o, struct pciem_wire_msg *m)
 			return wire_dec_empty(o);
 		case PCIEM_WIRE_CMD_RINGS:
 			return wire_dec_empty(o);
+		case PCIEM_WIRE_CMD_BULK:
+			return wire_dec_empty(o);
 		case PCIEM_WIRE_CMD_MMIO_READ:
 			return wire_dec_mmio_read_reply(o, &m->body.mmio_read_reply);
 		case PCIEM_WIRE_CMD_MMIO_WRITE:
@@ -2228,6 +2400,8 @@ static int wire_dec_body(const msgpack_object *o, struct pciem_wire_msg *m)
 			return wire_dec_empty(o);
 		case PCIEM_WIRE_CMD_DMA_READ_AHEAD:
 			return wire_dec_dma_read_ahead_reply(o, &m->body.dma_read_ahead_reply);
+		case PCIEM_WIRE_CMD_DMA_READ_BULK:
+			return wire_dec_dma_read_bulk_reply(o, &m->body.dma_read_bulk_reply);
 		}
 		return -PCIEM_WIRE_ERR_UNKNOWN_CMD;
 	}
@@ -2246,6 +2420,8 @@ static int wire_dec_body(const msgpack_object *o, struct pciem_wire_msg *m)
 		return wire_dec_reset(o, &m->body.reset);
 	case PCIEM_WIRE_CMD_RINGS:
 		return wire_dec_rings(o, &m->body.rings);
+	case PCIEM_WIRE_CMD_BULK:
+		return wire_dec_bulk(o, &m->body.bulk);
 	case PCIEM_WIRE_CMD_MMIO_READ:
 		return wire_dec_mmio_read(o, &m->body.mmio_read);
 	case PCIEM_WIRE_CMD_MMIO_WRITE:
@@ -2264,6 +2440,8 @@ static int wire_dec_body(const msgpack_object *o, struct pciem_wire_msg *m)
 		return wire_dec_dma_write(o, &m->body.dma_write);
 	case PCIEM_WIRE_CMD_DMA_READ_AHEAD:
 		return wire_dec_dma_read_ahead(o, &m->body.dma_read_ahead);
+	case PCIEM_WIRE_CMD_DMA_READ_BULK:
+		return wire_dec_dma_read_bulk(o, &m->body.dma_read_bulk);
 	}
 	return -PCIEM_WIRE_ERR_UNKNOWN_CMD;
 }
@@ -2284,6 +2462,8 @@ static int wire_chk_body(const struct pciem_wire_msg *m)
 			return 0;
 		case PCIEM_WIRE_CMD_RINGS:
 			return 0;
+		case PCIEM_WIRE_CMD_BULK:
+			return 0;
 		case PCIEM_WIRE_CMD_MMIO_READ:
 			return wire_chk_mmio_read_reply(&m->body.mmio_read_reply);
 		case PCIEM_WIRE_CMD_MMIO_WRITE:
@@ -2298,6 +2478,8 @@ static int wire_chk_body(const struct pciem_wire_msg *m)
 			return 0;
 		case PCIEM_WIRE_CMD_DMA_READ_AHEAD:
 			return wire_chk_dma_read_ahead_reply(&m->body.dma_read_ahead_reply);
+		case PCIEM_WIRE_CMD_DMA_READ_BULK:
+			return wire_chk_dma_read_bulk_reply(&m->body.dma_read_bulk_reply);
 		}
 		return -PCIEM_WIRE_ERR_UNKNOWN_CMD;
 	}
@@ -2316,6 +2498,8 @@ static int wire_chk_body(const struct pciem_wire_msg *m)
 		return wire_chk_reset(&m->body.reset);
 	case PCIEM_WIRE_CMD_RINGS:
 		return wire_chk_rings(&m->body.rings);
+	case PCIEM_WIRE_CMD_BULK:
+		return wire_chk_bulk(&m->body.bulk);
 	case PCIEM_WIRE_CMD_MMIO_READ:
 		return wire_chk_mmio_read(&m->body.mmio_read);
 	case PCIEM_WIRE_CMD_MMIO_WRITE:
@@ -2334,6 +2518,8 @@ static int wire_chk_body(const struct pciem_wire_msg *m)
 		return wire_chk_dma_write(&m->body.dma_write);
 	case PCIEM_WIRE_CMD_DMA_READ_AHEAD:
 		return wire_chk_dma_read_ahead(&m->body.dma_read_ahead);
+	case PCIEM_WIRE_CMD_DMA_READ_BULK:
+		return wire_chk_dma_read_bulk(&m->body.dma_read_bulk);
 	}
 	return -PCIEM_WIRE_ERR_UNKNOWN_CMD;
 }
@@ -2354,6 +2540,8 @@ static int wire_enc_body(msgpack_packer *pk, const struct pciem_wire_msg *m)
 			return msgpack_pack_map(pk, 0) ? -PCIEM_WIRE_ERR_IO : 0;
 		case PCIEM_WIRE_CMD_RINGS:
 			return msgpack_pack_map(pk, 0) ? -PCIEM_WIRE_ERR_IO : 0;
+		case PCIEM_WIRE_CMD_BULK:
+			return msgpack_pack_map(pk, 0) ? -PCIEM_WIRE_ERR_IO : 0;
 		case PCIEM_WIRE_CMD_MMIO_READ:
 			return wire_enc_mmio_read_reply(pk, &m->body.mmio_read_reply);
 		case PCIEM_WIRE_CMD_MMIO_WRITE:
@@ -2368,6 +2556,8 @@ static int wire_enc_body(msgpack_packer *pk, const struct pciem_wire_msg *m)
 			return msgpack_pack_map(pk, 0) ? -PCIEM_WIRE_ERR_IO : 0;
 		case PCIEM_WIRE_CMD_DMA_READ_AHEAD:
 			return wire_enc_dma_read_ahead_reply(pk, &m->body.dma_read_ahead_reply);
+		case PCIEM_WIRE_CMD_DMA_READ_BULK:
+			return wire_enc_dma_read_bulk_reply(pk, &m->body.dma_read_bulk_reply);
 		}
 		return -PCIEM_WIRE_ERR_UNKNOWN_CMD;
 	}
@@ -2386,6 +2576,8 @@ static int wire_enc_body(msgpack_packer *pk, const struct pciem_wire_msg *m)
 		return wire_enc_reset(pk, &m->body.reset);
 	case PCIEM_WIRE_CMD_RINGS:
 		return wire_enc_rings(pk, &m->body.rings);
+	case PCIEM_WIRE_CMD_BULK:
+		return wire_enc_bulk(pk, &m->body.bulk);
 	case PCIEM_WIRE_CMD_MMIO_READ:
 		return wire_enc_mmio_read(pk, &m->body.mmio_read);
 	case PCIEM_WIRE_CMD_MMIO_WRITE:
@@ -2404,6 +2596,8 @@ static int wire_enc_body(msgpack_packer *pk, const struct pciem_wire_msg *m)
 		return wire_enc_dma_write(pk, &m->body.dma_write);
 	case PCIEM_WIRE_CMD_DMA_READ_AHEAD:
 		return wire_enc_dma_read_ahead(pk, &m->body.dma_read_ahead);
+	case PCIEM_WIRE_CMD_DMA_READ_BULK:
+		return wire_enc_dma_read_bulk(pk, &m->body.dma_read_bulk);
 	}
 	return -PCIEM_WIRE_ERR_UNKNOWN_CMD;
 }
@@ -2426,6 +2620,8 @@ static int wire_reply_policy(unsigned int cmd)
 		return WIRE_REPLY_REQUIRED;
 	case PCIEM_WIRE_CMD_RINGS:
 		return WIRE_REPLY_REQUIRED;
+	case PCIEM_WIRE_CMD_BULK:
+		return WIRE_REPLY_REQUIRED;
 	case PCIEM_WIRE_CMD_MMIO_READ:
 		return WIRE_REPLY_REQUIRED;
 	case PCIEM_WIRE_CMD_MMIO_WRITE:
@@ -2443,6 +2639,8 @@ static int wire_reply_policy(unsigned int cmd)
 	case PCIEM_WIRE_CMD_DMA_WRITE:
 		return WIRE_REPLY_OPTIONAL;
 	case PCIEM_WIRE_CMD_DMA_READ_AHEAD:
+		return WIRE_REPLY_REQUIRED;
+	case PCIEM_WIRE_CMD_DMA_READ_BULK:
 		return WIRE_REPLY_REQUIRED;
 	}
 	return -1;
@@ -2465,6 +2663,8 @@ const char *pciem_wire_cmd_name(unsigned int cmd)
 		return "RESET";
 	case PCIEM_WIRE_CMD_RINGS:
 		return "RINGS";
+	case PCIEM_WIRE_CMD_BULK:
+		return "BULK";
 	case PCIEM_WIRE_CMD_MMIO_READ:
 		return "MMIO_READ";
 	case PCIEM_WIRE_CMD_MMIO_WRITE:
@@ -2483,6 +2683,8 @@ const char *pciem_wire_cmd_name(unsigned int cmd)
 		return "DMA_WRITE";
 	case PCIEM_WIRE_CMD_DMA_READ_AHEAD:
 		return "DMA_READ_AHEAD";
+	case PCIEM_WIRE_CMD_DMA_READ_BULK:
+		return "DMA_READ_BULK";
 	}
 	return NULL;
 }

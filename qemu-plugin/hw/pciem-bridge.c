@@ -330,6 +330,15 @@ struct PCIemBridge {
      */
     bool rings_up;
     void *ring_map;
+    /*
+     * The bulk area (version 4), once BULK is answered: the gateway puts
+     * the bytes of a DMA_READ_BULK there; we only read it.
+     */
+    const uint8_t *bulk;
+    size_t bulk_len;
+    uint64_t bulk_fills;
+    /* The DMA_READ_BULK waited for is a read-ahead (its reply: 1..len) */
+    bool dma_wait_ahead;
     size_t ring_map_len;
     int ring_evfd[4];
     struct pciem_ring g2m;
@@ -410,6 +419,8 @@ typedef enum BridgePoll {
  * which that read reports (and the chardev then closes the connection).
  */
 static void bridge_take_fds(PCIemBridge *b);
+static void bridge_bulk_down(PCIemBridge *b);
+static void bridge_handle_bulk(PCIemBridge *b, const struct pciem_wire_msg *m);
 
 static bool bridge_read_ready(PCIemBridge *b)
 {
@@ -554,7 +565,8 @@ static bool bridge_encode(PCIemBridge *b, struct pciem_wire_msg *m,
         m->hdr.id = b->next_id;
         b->next_id = bridge_id_after(b->next_id);
         if (m->hdr.cmd == PCIEM_WIRE_CMD_DMA_READ ||
-            m->hdr.cmd == PCIEM_WIRE_CMD_DMA_READ_AHEAD) {
+            m->hdr.cmd == PCIEM_WIRE_CMD_DMA_READ_AHEAD ||
+            m->hdr.cmd == PCIEM_WIRE_CMD_DMA_READ_BULK) {
             /* Set before writing: the reply may be parsed while we write. */
             b->dma_wait_id = m->hdr.id;
             b->dma_wait_cmd = m->hdr.cmd;
@@ -855,7 +867,15 @@ static int bridge_dma_fetch(PCIemBridge *b, uint64_t addr, uint32_t len,
     if (b->fill_off + len > b->rwin_size) {
         b->fill_off = addr & (BRIDGE_RWIN_ALIGN - 1);
     }
-    if (ahead) {
+    if (b->bulk && len <= b->bulk_len) {
+        /* The bytes come through the bulk area, not the socket. */
+        bridge_msg_init(&m, PCIEM_WIRE_CMD_DMA_READ_BULK, 0);
+        m.body.dma_read_bulk.addr = addr;
+        m.body.dma_read_bulk.len = len;
+        m.body.dma_read_bulk.offset = 0;
+        m.body.dma_read_bulk.ahead = ahead;
+        b->dma_wait_ahead = ahead;
+    } else if (ahead) {
         bridge_msg_init(&m, PCIEM_WIRE_CMD_DMA_READ_AHEAD, 0);
         m.body.dma_read_ahead.addr = addr;
         m.body.dma_read_ahead.len = len;
@@ -1531,6 +1551,7 @@ static void bridge_handle_request(PCIemBridge *b,
     case PCIEM_WIRE_CMD_MSI:
     case PCIEM_WIRE_CMD_DMA_READ:
     case PCIEM_WIRE_CMD_DMA_READ_AHEAD:
+    case PCIEM_WIRE_CMD_DMA_READ_BULK:
     case PCIEM_WIRE_CMD_DMA_WRITE:
         bridge_refuse(b, hdr, PCIEM_WIRE_ERR_STATE, "%s is the model's to "
                       "send", bridge_cmd_name(hdr->cmd));
@@ -1573,6 +1594,9 @@ static void bridge_handle_request(PCIemBridge *b,
         break;
     case PCIEM_WIRE_CMD_RINGS:
         bridge_handle_rings(b, m);
+        break;
+    case PCIEM_WIRE_CMD_BULK:
+        bridge_handle_bulk(b, m);
         break;
     default:
         bridge_refuse(b, hdr, PCIEM_WIRE_ERR_UNSUPPORTED, "%s is not "
@@ -1769,6 +1793,64 @@ static void bridge_handle_rings(PCIemBridge *b, const struct pciem_wire_msg *m)
     trace_pciem_bridge_rings(r->slot_count, r->slot_size);
     info_report("%s: the hot path rides the rings (%u slots of %u bytes each "
                 "way)", bridge_id(b), r->slot_count, r->slot_size);
+}
+
+/* ---- the bulk area (version 4) ---- */
+
+static void bridge_bulk_down(PCIemBridge *b)
+{
+    if (b->bulk) {
+        munmap((void *)b->bulk, b->bulk_len);
+        b->bulk = NULL;
+        b->bulk_len = 0;
+    }
+}
+
+/*
+ * BULK: map the memfd it carries (read-only: the gateway writes it) and
+ * answer; from then on DMA reads that fit go as DMA_READ_BULK. A refusal
+ * leaves them on the socket.
+ */
+static void bridge_handle_bulk(PCIemBridge *b, const struct pciem_wire_msg *m)
+{
+    uint32_t size = m->body.bulk.size;
+    struct pciem_wire_msg reply;
+    struct stat st;
+    void *map;
+
+    if (b->bulk || b->version < 4) {
+        bridge_close_kept_fds(b);
+        bridge_refuse(b, &m->hdr, PCIEM_WIRE_ERR_STATE, b->bulk ?
+                      "a second BULK" : "BULK at version %u", b->version);
+        return;
+    }
+    if (b->n_ring_fds != 1) {
+        bridge_refuse(b, &m->hdr, PCIEM_WIRE_ERR_INVALID, "BULK: %u file "
+                      "descriptors, want 1", b->n_ring_fds);
+        bridge_close_kept_fds(b);
+        return;
+    }
+    if (fstat(b->ring_fds[0], &st) < 0 || (uint64_t)st.st_size < size) {
+        bridge_close_kept_fds(b);
+        bridge_refuse(b, &m->hdr, PCIEM_WIRE_ERR_INVALID, "BULK: the memory "
+                      "file holds less than its 0x%x bytes", size);
+        return;
+    }
+    map = mmap(NULL, size, PROT_READ, MAP_SHARED, b->ring_fds[0], 0);
+    bridge_close_kept_fds(b);
+    if (map == MAP_FAILED) {
+        bridge_refuse(b, &m->hdr, PCIEM_WIRE_ERR_IO, "BULK: mmap: %s",
+                      strerror(errno));
+        return;
+    }
+    bridge_reply_init(&reply, &m->hdr);
+    if (!bridge_send(b, &reply)) {
+        munmap(map, size);
+        return;
+    }
+    b->bulk = map;
+    b->bulk_len = size;
+    trace_pciem_bridge_bulk(size);
 }
 
 /* May the gateway's frame @f be handled: is its FENCE, if any, taken? */
@@ -2135,7 +2217,8 @@ static void bridge_handle_reply(PCIemBridge *b, const struct pciem_wire_msg *m)
         return;
     }
     if ((hdr->cmd == PCIEM_WIRE_CMD_DMA_READ ||
-         hdr->cmd == PCIEM_WIRE_CMD_DMA_READ_AHEAD) &&
+         hdr->cmd == PCIEM_WIRE_CMD_DMA_READ_AHEAD ||
+         hdr->cmd == PCIEM_WIRE_CMD_DMA_READ_BULK) &&
         bridge_is_stale(b, hdr->id)) {
         trace_pciem_bridge_stale_reply(hdr->id);
         return;
@@ -2201,17 +2284,20 @@ static void bridge_handle_frame(PCIemBridge *b, BridgeFrame *f)
 }
 
 /*
- * The DMA_READ (or DMA_READ_AHEAD) reply being waited for: its data into
- * the cache. Returns 0 when it is taken, or the negative code it is
- * refused with (it is then queued like any refused frame, and the wait
- * fails). A DMA_READ reply carries exactly len bytes, a DMA_READ_AHEAD
- * reply 1..len (the decoder has seen to the 1).
+ * The DMA_READ (or DMA_READ_AHEAD, or DMA_READ_BULK) reply being waited
+ * for: its data (in the bulk area for DMA_READ_BULK) into the cache.
+ * Returns 0 when it is taken, or the negative code it is refused with (it
+ * is then queued like any refused frame, and the wait fails). A read
+ * brings exactly len bytes, a read-ahead 1..len (the decoder has seen to
+ * the 1).
  */
 static int bridge_take_dma_reply(PCIemBridge *b,
                                  const struct pciem_wire_header *hdr,
                                  const uint8_t *body)
 {
-    bool ahead = hdr->cmd == PCIEM_WIRE_CMD_DMA_READ_AHEAD;
+    bool bulk = hdr->cmd == PCIEM_WIRE_CMD_DMA_READ_BULK;
+    bool ahead = bulk ? b->dma_wait_ahead :
+                        hdr->cmd == PCIEM_WIRE_CMD_DMA_READ_AHEAD;
     struct pciem_wire_msg m;
     const uint8_t *data = NULL;
     uint32_t len = 0;
@@ -2219,10 +2305,16 @@ static int bridge_take_dma_reply(PCIemBridge *b,
 
     rc = pciem_wire_body_decode(hdr, body, hdr->size, &m);
     if (!rc && !hdr->error) {
-        data = ahead ? m.body.dma_read_ahead_reply.data.data :
-                       m.body.dma_read_reply.data.data;
-        len = ahead ? m.body.dma_read_ahead_reply.data.len :
-                      m.body.dma_read_reply.data.len;
+        if (bulk) {
+            data = b->bulk;
+            len = m.body.dma_read_bulk_reply.len;
+        } else if (ahead) {
+            data = m.body.dma_read_ahead_reply.data.data;
+            len = m.body.dma_read_ahead_reply.data.len;
+        } else {
+            data = m.body.dma_read_reply.data.data;
+            len = m.body.dma_read_reply.data.len;
+        }
         if (ahead ? len > b->dma_wait_len : len != b->dma_wait_len) {
             rc = -PCIEM_WIRE_ERR_STATE;
         }
@@ -2250,6 +2342,7 @@ static int bridge_take_dma_reply(PCIemBridge *b,
     b->rwin_next = ROUND_UP(b->fill_off + len, BRIDGE_RWIN_ALIGN);
     b->dma_fills++;
     b->dma_fill_bytes += len;
+    b->bulk_fills += bulk;
     b->dma_wait_rc = 0;
     return 0;
 }
@@ -2327,6 +2420,7 @@ static void bridge_drop_session(PCIemBridge *b)
     b->dma_waiting = false;
     b->fatal_rc = 0;
     bridge_rings_down(b);
+    bridge_bulk_down(b);
 }
 
 /* Handles the queued frames in order; never re-entered. */
@@ -2482,6 +2576,7 @@ static void bridge_connected(PCIemBridge *b)
     b->ra_end_valid = false;
     b->dma_fills = 0;
     b->dma_fill_bytes = 0;
+    b->bulk_fills = 0;
     memset(&b->stats, 0, sizeof(b->stats));
     memset(b->stale_ids, 0, sizeof(b->stale_ids));
     b->n_shadow = 0;
@@ -3125,6 +3220,9 @@ static void bridge_class_init(ObjectClass *klass, void *data)
     bridge_add_counter(klass, "dma-fill-bytes",
                        offsetof(PCIemBridge, dma_fill_bytes),
                        "bytes those brought");
+    bridge_add_counter(klass, "bulk-fills", offsetof(PCIemBridge, bulk_fills),
+                       "of those, DMA_READ_BULKs: fills through the bulk "
+                       "area (version 4)");
     bridge_add_counter(klass, "shadow-pushes",
                        offsetof(PCIemBridge, shadow_pushes),
                        "times the shadowed registers were read from the "

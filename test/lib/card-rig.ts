@@ -39,6 +39,8 @@ export interface RigOptions {
   binary?: string;
   /** Have the model log every frame it shows ("N HASH" lines, the frame-log property) to this file. */
   frameLog?: string;
+  /** The gateway's bulk area (SessionOptions.bulkBytes; 0: DMA reads cross the socket). */
+  bulkBytes?: number;
 }
 
 export async function startRig(opts: RigOptions = {}): Promise<CardRig> {
@@ -46,7 +48,7 @@ export async function startRig(opts: RigOptions = {}): Promise<CardRig> {
   const dir = mkdtempSync(join(tmpdir(), 'pciem-rig-'));
   const backend = new FakeBackend(5000);
   const description = loadDescription(join(repoRoot, 'gateway/devices/protopciem.json'));
-  const server = new GatewayServer({ backend, description });
+  const server = new GatewayServer({ backend, description, ...(opts.bulkBytes !== undefined ? { bulkBytes: opts.bulkBytes } : {}) });
   await server.listen(join(dir, 'gw.sock'));
   const ready = server.nextDevice(60_000);
   const made = backend.nextDevice(60_000);

@@ -10,9 +10,12 @@
 // off m2g, and keeps the FENCE rule both ways: `received` is then the order
 // the model sent in, whichever path each message took.
 //
-// At version 3 (the default) it answers DMA_READ_AHEAD with what is mapped
-// from addr on, as the gateway does, and counts refused DMA reads
-// (`dmaFaults`); `version: 1` or `2` keeps the older sessions.
+// From version 3 it answers DMA_READ_AHEAD with what is mapped from addr
+// on, as the gateway does, and counts refused DMA reads (`dmaFaults`). At
+// version 4 (the default) with `bulk` it offers a bulk area (BULK, its memfd
+// over SCM_RIGHTS) and answers DMA_READ_BULK into it; without `bulk` the
+// bridge's reads stay on the socket. `version: 1`, `2` or `3` keeps the
+// older sessions.
 import { createServer, type Server, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FrameReader, type FrameResult } from '../../gateway/src/proto/frames.js';
@@ -123,6 +126,14 @@ export interface PeerOptions {
   stallModelRing?: boolean;
   /** Send only this many of RINGS's five descriptors (0: a plain write), as a broken gateway would. */
   ringsFdCount?: number;
+  /** At version 4, offer a bulk area of this many bytes (BULK) after the DEVICE reply, before the rings, as the gateway does. */
+  bulk?: number;
+  /** Send BULK with no descriptor, as a broken gateway would. */
+  bulkNoFd?: boolean;
+  /** Make the bulk memfd this many bytes, whatever BULK says (a lying gateway). */
+  bulkFileBytes?: number;
+  /** Answer DMA_READ_BULKs with a count one more than asked for. */
+  longBulkReplies?: boolean;
 }
 
 /** One connection's rings, and where each path stands (the FENCE rule). */
@@ -172,6 +183,9 @@ export class WirePeer {
 
   /** This connection's RINGS reply (null before, or without rings); records each way. */
   ringsReply: Message | null = null;
+  bulkReply: Message | null = null;
+  /** This connection's bulk area, once the model answered BULK. */
+  private bulkArea: ArrayBuffer | null = null;
   ringRecordsIn = 0;
   ringRecordsOut = 0;
 
@@ -218,6 +232,8 @@ export class WirePeer {
     this.ready = false;
     this.shadowSent = null;
     this.ringsReply = null;
+    this.bulkReply = null;
+    this.dropBulk();
     this.ringRecordsIn = 0;
     this.ringRecordsOut = 0;
     this.connections++;
@@ -228,6 +244,7 @@ export class WirePeer {
       this.sock = null;
       this.ready = false;
       this.dropRings();
+      this.dropBulk();
       this.closes++;
       for (const p of this.pending.values()) p.reject(new Error('connection closed'));
       this.pending.clear();
@@ -312,6 +329,63 @@ export class WirePeer {
   }
 
   /** RINGS, the way the gateway offers it: the memfd and four eventfds ride the frame. */
+  /** After the DEVICE reply: the bulk area and the rings, as the options and the version say; then ready. */
+  private async afterDevice(s: Socket): Promise<void> {
+    if (this.options.bulk !== undefined && this.version >= 4) await this.offerBulk(s, this.options.bulk);
+    if (this.sock !== s) return;
+    if (this.options.rings === true && this.version >= 2) await this.offerRings(s);
+    else this.ready = true;
+  }
+
+  /** BULK with its memfd; resolves once it is answered (or the connection went). */
+  private async offerBulk(s: Socket, size: number): Promise<void> {
+    const memfd = native.memfdCreate('wirepeer-bulk', this.options.bulkFileBytes ?? size);
+    const map = native.mmap(memfd, this.options.bulkFileBytes ?? size, 0);
+    const id = this.takeId();
+    const answered = new Promise<void>((resolve) => {
+      this.pending.set(id, {
+        resolve: (m) => {
+          this.bulkReply = m;
+          if (m.error === 'NONE' && this.sock === s) this.bulkArea = map;
+          else native.munmap(map);
+          resolve();
+        },
+        reject: () => {
+          native.munmap(map);
+          resolve();
+        },
+      });
+    });
+    await this.sendWithFds(s, encodeFrame({ cmd: 'BULK', id, reply: false, posted: false, error: 'NONE', body: { size } }), this.options.bulkNoFd === true ? [] : [memfd]);
+    native.close(memfd);
+    await answered;
+  }
+
+  private dropBulk(): void {
+    const area = this.bulkArea;
+    this.bulkArea = null;
+    if (area) native.munmap(area);
+  }
+
+  /** One frame with `fds` attached (none: a plain write), once nothing is queued in front of it. */
+  private async sendWithFds(s: Socket, frame: Uint8Array, fds: number[]): Promise<void> {
+    const fd = (s as unknown as { _handle?: { fd?: number } })._handle?.fd ?? -1;
+    if (fds.length === 0) {
+      s.write(frame);
+      return;
+    }
+    for (let tries = 0; this.sock === s && tries <= 5000; tries++) {
+      if (s.writableLength === 0) {
+        const n = native.sendFds(fd, frame, fds);
+        if (n > 0) {
+          if (n < frame.length) s.write(frame.subarray(n));
+          return;
+        }
+      }
+      await sleep(1);
+    }
+  }
+
   private async offerRings(s: Socket): Promise<void> {
     const slots = this.options.ringSlots ?? 4096;
     const span = Math.ceil(ringBytes(SLOT, slots) / 4096) * 4096;
@@ -343,26 +417,7 @@ export class WirePeer {
       },
       reject: () => this.freeRing(ring),
     });
-    const fd = (s as unknown as { _handle?: { fd?: number } })._handle?.fd ?? -1;
-    for (let tries = 0; ; tries++) {
-      if (this.sock !== s || tries > 5000) {
-        native.close(memfd);
-        return;
-      }
-      const fdCount = this.options.ringsFdCount ?? 5;
-      if (fdCount === 0) {
-        s.write(frame);
-        break;
-      }
-      if (s.writableLength === 0) {
-        const n = native.sendFds(fd, frame, [memfd, ...eventfds].slice(0, fdCount));
-        if (n > 0) {
-          if (n < frame.length) s.write(frame.subarray(n));
-          break;
-        }
-      }
-      await sleep(1);
-    }
+    await this.sendWithFds(s, frame, [memfd, ...eventfds].slice(0, this.options.ringsFdCount ?? 5));
     native.close(memfd);
   }
 
@@ -444,8 +499,7 @@ export class WirePeer {
         this.device = m.body;
         this.shadowSent = this.options.shadow ?? [];
         this.write({ cmd: 'DEVICE', id: m.id, reply: true, posted: false, error: 'NONE', body: { shadow: this.shadowSent } });
-        if (this.options.rings === true && this.version >= 2 && this.sock) void this.offerRings(this.sock);
-        else this.ready = true;
+        if (this.sock) void this.afterDevice(this.sock);
         break;
       case 'DMA_READ': {
         if (this.options.holdDmaReads === true) break;
@@ -471,6 +525,26 @@ export class WirePeer {
         };
         if (this.options.delayDmaReadsMs !== undefined) setTimeout(reply, this.options.delayDmaReadsMs);
         else reply();
+        break;
+      }
+      case 'DMA_READ_BULK': {
+        const area = this.bulkArea;
+        if (area === null) {
+          this.fail(m, 'STATE', 'DMA_READ_BULK with no bulk area');
+          break;
+        }
+        const { addr, len, offset, ahead } = m.body;
+        if (offset + len > area.byteLength) {
+          this.fail(m, 'INVALID', `DMA_READ_BULK past the end of the bulk area`);
+          break;
+        }
+        const data = ahead ? this.memory.readAhead(addr, len) : this.memory.read(addr, len);
+        if (data === null) {
+          this.dmaFault(m, addr, len);
+          break;
+        }
+        new Uint8Array(area, offset, data.length).set(data);
+        this.write({ cmd: 'DMA_READ_BULK', id: m.id, reply: true, posted: false, error: 'NONE', body: { len: data.length + (this.options.longBulkReplies === true ? 1 : 0) } });
         break;
       }
       case 'DMA_WRITE': {

@@ -5,15 +5,18 @@
 // (test/lib/proto-driver.ts) programs the card through the fake host: every
 // command round-trips, 100,000 posted writes arrive in order, a
 // 921,600-byte frame arrives byte-exact on the display as bulk DMA. Both
-// speak version 3: the hot path rides the shared-memory rings (the socket-
+// speak version 4: the hot path rides the shared-memory rings (the socket-
 // only path is covered against the same bridge in bridge.test.ts), and the
-// bridge's read-aheads are DMA_READ_AHEADs, answered up to the end of the
-// mapping instead of refused.
+// bridge's DMA reads are DMA_READ_BULKs, whose bytes the gateway puts in the
+// shared bulk area; its read-aheads are answered up to the end of the
+// mapping instead of refused. With no bulk area (the last describe), the
+// reads are DMA_READ_AHEADs, their bytes on the socket.
 import { expect } from 'chai';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Bits, Cmd, Const, Err, Reg } from '../../proto/generated/protopciem.js';
+import { BULK_BYTES_DEFAULT } from '../../gateway/src/relay/session.js';
 import { startRig, type CardRig } from '../lib/card-rig.js';
 import { entry } from '../lib/cmdbuf.js';
 import { fnv1a64 } from '../lib/fnv.js';
@@ -44,8 +47,10 @@ describe('gateway + QEMU card model, no kernel (FakeHost)', function () {
     expect(rig.session.modelCapabilities.has(0x05)).to.equal(true);
   });
 
-  it('the gateway and the bridge put the hot path on the rings (version 3, RINGS answered)', async function () {
-    expect(rig.session.version).to.equal(3);
+  it('the gateway and the bridge put the hot path on the rings (version 4, BULK and RINGS answered)', async function () {
+    expect(rig.session.version).to.equal(4);
+    expect(rig.session.bulkBytes).to.equal(BULK_BYTES_DEFAULT);
+    expect(rig.log()).to.not.match(/refused the bulk area/);
     expect(rig.session.ringsUp).to.equal(true);
     expect(rig.log()).to.match(/the hot path rides the rings/);
     const inBefore = await ringCounter('ring-records-in');
@@ -110,15 +115,21 @@ describe('gateway + QEMU card model, no kernel (FakeHost)', function () {
     expect([...at(600, 400), ...at(601, 400), ...at(600, 401), ...at(601, 401)]).to.deep.equal([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
   });
 
-  it('DMA_FRAME: a 921,600-byte frame arrives byte-exact on the display, as bulk DMA', async function () {
+  it('DMA_FRAME: a 921,600-byte frame arrives byte-exact on the display, as bulk DMA through the bulk area', async function () {
     const frame = rig.drv.frames.subarray(Const.FB_SIZE, 2 * Const.FB_SIZE);
     for (let i = 0; i < frame.length; i++) frame[i] = (i * 7 + (i >> 11)) & 0xff;
     const before = rig.session.counters.dma_reads;
+    const bytesOut = rig.session.counters.bytes_out;
+    const fills = await ringCounter('bulk-fills');
     const c = await rig.drv.showFrame(1);
     expect(c.errorCode).to.equal(0);
     const reads = Number(rig.session.counters.dma_reads - before);
-    console.log(`      frame: ${reads} DMA_READ frames, doorbell -> MSI ${(c.us / 1000).toFixed(1)} ms`);
+    const sent = Number(rig.session.counters.bytes_out - bytesOut);
+    console.log(`      frame: ${reads} DMA_READ_BULK frames, ${sent} bytes sent to the model, doorbell -> MSI ${(c.us / 1000).toFixed(1)} ms`);
     expect(reads).to.be.within(1, 20);
+    // Every fill came through the bulk area: what the gateway sent the model was replies with counts, and MMIO records.
+    expect((await ringCounter('bulk-fills')) - fills).to.equal(reads);
+    expect(sent).to.be.below(16 * 1024);
     expect((await screen()).equals(Buffer.from(frame))).to.equal(true);
   });
 
@@ -208,5 +219,31 @@ describe('gateway + QEMU card model, no kernel (FakeHost)', function () {
     expect((await rig.qmp.execute<{ status: string }>('query-status')).status).to.equal('running');
     expect((await rig.drv.arith('ADD', 1)).result).to.equal(2n);
     expect(rig.log()).to.not.match(/Assertion|Segmentation/);
+  });
+});
+
+describe('gateway + QEMU card model, no kernel, no bulk area (bulkBytes 0)', function () {
+  this.timeout(120_000);
+  let rig: CardRig;
+
+  before(async function () {
+    rig = await startRig({ bulkBytes: 0 });
+  });
+
+  after(async function () {
+    await rig?.close();
+  });
+
+  it('DMA_FRAME: the frame arrives byte-exact, its bytes on the socket (DMA_READ_AHEAD replies)', async function () {
+    expect(rig.session.version).to.equal(4);
+    expect(rig.session.bulkBytes).to.equal(0);
+    const frame = rig.drv.frames.subarray(0, Const.FB_SIZE);
+    for (let i = 0; i < frame.length; i++) frame[i] = (i * 13 + (i >> 10)) & 0xff;
+    const bytesOut = rig.session.counters.bytes_out;
+    const c = await rig.drv.showFrame(0);
+    expect(c.errorCode).to.equal(0);
+    expect(await rig.qmp.execute<number>('qom-get', { path: '/objects/br0', property: 'bulk-fills' })).to.equal(0);
+    expect(Number(rig.session.counters.bytes_out - bytesOut)).to.be.at.least(Const.FB_SIZE);
+    expect((await rig.screen()).equals(Buffer.from(frame))).to.equal(true);
   });
 });

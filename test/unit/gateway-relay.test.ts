@@ -179,13 +179,13 @@ describe('gateway relay (FakeHost, no kernel, no QEMU)', function () {
     it('HELLO picks the highest common version and names the gateway', async function () {
       const r = await peer.hello(1, 7);
       expect(r).to.deep.include({ reply: true, error: 'NONE' });
-      expect(r.body).to.deep.equal({ version_min: 1, version_max: 3, version: 3, role: Role.GATEWAY, name: 'gateway-under-test' });
+      expect(r.body).to.deep.equal({ version_min: 1, version_max: 4, version: 4, role: Role.GATEWAY, name: 'gateway-under-test' });
     });
 
     it('refuses versions it does not speak with VERSION, then closes', async function () {
-      const r = await peer.hello(4, 5);
+      const r = await peer.hello(5, 6);
       expect(r.error).to.equal('VERSION');
-      expect((r.body as { message: string }).message).to.match(/4\.\.5.*1\.\.3/);
+      expect((r.body as { message: string }).message).to.match(/5\.\.6.*1\.\.4/);
       await peer.closed();
     });
 
@@ -504,6 +504,9 @@ class RingModelPeer {
   fdsReceived = 0;
   rings: RingsRequest | null = null;
   refuseRings = false;
+  /** The bulk area (version 4) once BULK was answered; refuseBulk says no to it. */
+  bulk: Uint8Array | null = null;
+  refuseBulk = false;
   /** false: leave g2m alone until startConsuming() (backpressure). */
   consuming = true;
   readValue = 0x5a5an;
@@ -610,6 +613,7 @@ class RingModelPeer {
     if (m.cmd === 'MMIO_WRITE') this.mmioWrites++;
     if (m.reply) return;
     if (m.cmd === 'RINGS') this.onRings(m.id, m.body);
+    else if (m.cmd === 'BULK') this.onBulk(m.id, m.body.size);
     else if (m.cmd === 'CONFIG_READ') {
       let value = 0;
       for (let i = m.body.size - 1; i >= 0; i--) value = value * 256 + (this.config[m.body.offset + i] ?? 0);
@@ -629,14 +633,28 @@ class RingModelPeer {
     }
     const [memfd, g2mData, g2mSpace, m2gData, m2gSpace] = fds as [number, number, number, number, number];
     const span = Math.ceil((256 + b.slot_size * b.slot_count) / 4096) * 4096;
-    this.maps = [native.mmap(memfd, span, Number(b.g2m_offset)), native.mmap(memfd, span, Number(b.m2g_offset))];
+    this.maps.push(native.mmap(memfd, span, Number(b.g2m_offset)), native.mmap(memfd, span, Number(b.m2g_offset)));
     native.close(memfd);
     this.ringFds = [g2mData, g2mSpace, m2gData, m2gSpace];
-    this.g2m = new RingConsumer(this.maps[0] as ArrayBuffer, g2mData, g2mSpace);
+    this.g2m = new RingConsumer(this.maps[this.maps.length - 2] as ArrayBuffer, g2mData, g2mSpace);
     this.send({ cmd: 'RINGS', id, reply: true, posted: false, error: 'NONE', body: {} });
     // From the reply on: the producer side is up, and the gateway's socket frames are counted.
-    this.m2g = new RingProducer(this.maps[1] as ArrayBuffer, m2gData, m2gSpace);
+    this.m2g = new RingProducer(this.maps[this.maps.length - 1] as ArrayBuffer, m2gData, m2gSpace);
     if (this.consuming) this.startConsuming();
+  }
+
+  private onBulk(id: number, size: number): void {
+    const fds = this.fds.splice(0);
+    if (this.refuseBulk || fds.length !== 1) {
+      for (const fd of fds) native.close(fd);
+      this.send({ cmd: 'BULK', id, reply: true, posted: false, error: 'INVALID', body: { message: `refused (${fds.length} descriptors)` } });
+      return;
+    }
+    const map = native.mmap(fds[0] as number, size, 0);
+    native.close(fds[0] as number);
+    this.maps.push(map);
+    this.bulk = new Uint8Array(map);
+    this.send({ cmd: 'BULK', id, reply: true, posted: false, error: 'NONE', body: {} });
   }
 
   startConsuming(): void {
@@ -779,7 +797,7 @@ describe('gateway relay at version 2: the rings (FakeHost, a model peer on the r
   let peer: RingModelPeer;
   let kept: ReturnType<typeof keptLog>;
 
-  async function start(opts: { rings?: boolean; ringSlots?: number } = {}): Promise<void> {
+  async function start(opts: { rings?: boolean; ringSlots?: number; bulkBytes?: number } = {}): Promise<void> {
     kept = keptLog();
     server = new GatewayServer({ backend, name: 'gateway-under-test', requestTimeoutMs: 2000, log: kept.log, ...opts });
     await server.listen(join(dir, 'gw2.sock'));
@@ -997,6 +1015,89 @@ describe('gateway relay at version 2: the rings (FakeHost, a model peer on the r
     expect(r.error).to.equal('FAULT');
     expect(session.counters.errors_out).to.equal(3n);
     expect(session.counters.dma_reads).to.equal(3n);
+  });
+
+  it('version 4: BULK (one descriptor) before RINGS; DMA_READ_BULK puts the bytes in the area at offset and replies with their count', async function () {
+    await start({ bulkBytes: 64 * 1024 });
+    const { host, session } = await attach(4);
+    expect(session.version).to.equal(4);
+    expect(session.bulkBytes).to.equal(64 * 1024);
+    expect(session.ringsUp).to.equal(true);
+    expect(peer.fdsReceived).to.equal(1 + 5);
+    expect(peer.arrived.map((a) => a.m.cmd).slice(0, 4)).to.deep.equal(['HELLO', 'DEVICE', 'BULK', 'RINGS']);
+    expect(peer.arrived[2]?.m.body).to.deep.equal({ size: 64 * 1024 });
+    const area = peer.bulk as Uint8Array;
+    expect(area.length).to.equal(64 * 1024);
+    const base = 0x2_0000_0000n;
+    const mem = host.map(base, 2 * 4096 + 10);
+    for (let i = 0; i < mem.length; i++) mem[i] = (i * 31 + 7) & 0xff;
+    async function ask(addr: bigint, len: number, offset: number, ahead: boolean): Promise<Message> {
+      const id = peer.id();
+      peer.send({ cmd: 'DMA_READ_BULK', id, reply: false, posted: false, error: 'NONE', body: { addr, len, offset, ahead } });
+      return (await peer.waitFor((a) => a.m.cmd === 'DMA_READ_BULK' && a.m.reply && a.m.id === id)).m;
+    }
+    const at = (offset: number, n: number): Buffer => Buffer.from(area.subarray(offset, offset + n));
+
+    let r = await ask(base + 3n, 5000, 100, false);
+    expect(r.error).to.equal('NONE');
+    expect(r.body).to.deep.equal({ len: 5000 });
+    expect(at(100, 5000).equals(Buffer.from(mem.subarray(3, 5003)))).to.equal(true);
+    // A read-ahead past the end of the mapping: what is mapped, and its count.
+    r = await ask(base + 4096n, 65_536 - 8192, 8192, true);
+    expect(r.body).to.deep.equal({ len: 4096 + 10 });
+    expect(at(8192, 4106).equals(Buffer.from(mem.subarray(4096)))).to.equal(true);
+    expect(session.counters.dma_reads).to.equal(2n);
+    expect(session.counters.dma_bytes).to.equal(BigInt(5000 + 4106));
+
+    // Refused, and nothing written into the area: past its end (INVALID), unmapped (FAULT), a plain read past the mapping (FAULT).
+    area.fill(0xee, 0, 16);
+    r = await ask(base, 4096, 64 * 1024 - 4095, false);
+    expect(r.error).to.equal('INVALID');
+    expect((r.body as { message: string }).message).to.match(/bulk area holds 65536/);
+    r = await ask(0x9000n, 16, 0, true);
+    expect(r.error).to.equal('FAULT');
+    r = await ask(base, mem.length + 1, 0, false);
+    expect(r.error).to.equal('FAULT');
+    expect([...area.subarray(0, 16)].every((b) => b === 0xee)).to.equal(true);
+    expect(session.counters.dma_reads).to.equal(2n);
+    expect(session.counters.errors_out).to.equal(3n);
+  });
+
+  it('version 4 with the bulk area refused, or none offered: no bulk area, DMA_READ_BULK is STATE; version 3: STATE, no BULK sent', async function () {
+    await start();
+    peer.refuseBulk = true;
+    let { host, session } = await attach(4);
+    expect(session.bulkBytes).to.equal(0);
+    expect(session.ringsUp).to.equal(true);
+    expect(kept.lines.some((l) => l.level === 'warn' && /refused the bulk area/.test(l.msg))).to.equal(true);
+    host.map(0x4000n, 4096);
+    const askBulk = async (): Promise<Message> => {
+      const id = peer.id();
+      peer.send({ cmd: 'DMA_READ_BULK', id, reply: false, posted: false, error: 'NONE', body: { addr: 0x4000n, len: 16, offset: 0, ahead: false } });
+      return (await peer.waitFor((a) => a.m.cmd === 'DMA_READ_BULK' && a.m.reply && a.m.id === id)).m;
+    };
+    let r = await askBulk();
+    expect(r.error).to.equal('STATE');
+    expect((r.body as { message: string }).message).to.match(/BULK was not answered/);
+    peer.destroy();
+    await server.close();
+
+    await start({ bulkBytes: 0 });
+    expect((await attach(4)).session.bulkBytes).to.equal(0);
+    expect(peer.arrived.some((a) => a.m.cmd === 'BULK')).to.equal(false);
+    peer.destroy();
+    await server.close();
+
+    await start();
+    ({ host, session } = await attach(3));
+    expect(session.version).to.equal(3);
+    expect(peer.arrived.some((a) => a.m.cmd === 'BULK')).to.equal(false);
+    expect(peer.fdsReceived).to.equal(5);
+    host.map(0x4000n, 4096);
+    r = await askBulk();
+    expect(r.error).to.equal('STATE');
+    expect((r.body as { message: string }).message).to.match(/version 4/);
+    expect(host.stats().dma_reads).to.equal(0n);
   });
 
   it('version 2: DMA_READ_AHEAD is refused with STATE and reads nothing', async function () {

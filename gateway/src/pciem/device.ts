@@ -199,9 +199,14 @@ export class PciemDevice {
     this.ext(S.intx, IOCTL.SET_INTX, `SET_INTX ${func} ${level ? 'assert' : 'deassert'}`, { func, level: level ? 1 : 0 });
   }
 
-  /** The card reads `length` bytes of host memory at bus address `iova` (confined to the driver's mappings). */
-  dmaRead(func: number, iova: bigint, length: number): Uint8Array {
-    const data = new Uint8Array(length);
+  /**
+   * The card reads `length` bytes of host memory at bus address `iova`
+   * (confined to the driver's mappings), into the start of `into` when
+   * given (the kernel writes there: no copy here), else a new array.
+   */
+  dmaRead(func: number, iova: bigint, length: number, into?: Uint8Array): Uint8Array {
+    if (into && into.length < length) throw new PciemError('PCIEM_ERR_INVALID', `DMA read of ${length} bytes into ${into.length}`);
+    const data = into ? into.subarray(0, length) : new Uint8Array(length);
     this.dma(func, iova, data, DMA_FLAG.READ);
     return data;
   }

@@ -85,11 +85,13 @@ export class FakeHost extends EventEmitter implements HostDevice {
     else for (let i = 0; i < size; i++) mem[i] = Number((value >> BigInt(8 * i)) & 0xffn);
   }
 
-  dmaRead(addr: bigint, len: number): Uint8Array {
+  dmaRead(addr: bigint, len: number, into?: Uint8Array): Uint8Array {
     const src = this.resolve(addr, len, 'read');
     this.counters.dma_reads++;
     this.counters.dma_bytes += BigInt(len);
-    return src.slice();
+    if (!into) return src.slice();
+    into.set(src);
+    return into.subarray(0, len);
   }
 
   dmaReadable(addr: bigint, len: number): number {

@@ -29,8 +29,12 @@ export interface HostDevice {
   completeRead(token: bigint, value: bigint): void;
   /** A store into the BAR memory that plain driver reads return. */
   store(bar: number, offset: bigint, size: number, value: bigint): void;
-  /** Reads host memory the driver mapped for the device; throws PciemError (FAULT, NO_DEVICE). */
-  dmaRead(addr: bigint, len: number): Uint8Array;
+  /**
+   * Reads host memory the driver mapped for the device, into the first
+   * `len` bytes of `into` when given (else a new array); returns the bytes
+   * read. Throws PciemError (FAULT, NO_DEVICE).
+   */
+  dmaRead(addr: bigint, len: number, into?: Uint8Array): Uint8Array;
   /**
    * How many bytes from `addr` on, at most `len`, one dmaRead would read
    * now: 0 when `addr` itself is not mapped. Asked after a dmaRead was

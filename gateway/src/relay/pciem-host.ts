@@ -182,8 +182,8 @@ class PciemHost implements HostDevice {
     }
   }
 
-  dmaRead(addr: bigint, len: number): Uint8Array {
-    return this.dev.dmaRead(FUNC, addr, len);
+  dmaRead(addr: bigint, len: number, into?: Uint8Array): Uint8Array {
+    return this.dev.dmaRead(FUNC, addr, len, into);
   }
 
   /*

@@ -20,6 +20,8 @@ export interface GatewayServerOptions {
   rings?: boolean;
   /** Slots per ring (SessionOptions.ringSlots). */
   ringSlots?: number;
+  /** Bytes of the bulk area offered to version-4 models, 0 for none (SessionOptions.bulkBytes). */
+  bulkBytes?: number;
 }
 
 export class GatewayServer extends EventEmitter {

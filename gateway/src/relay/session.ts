@@ -47,6 +47,12 @@ export interface SessionOptions {
   rings?: boolean;
   /** Slots per ring (a power of two; default 4096). */
   ringSlots?: number;
+  /**
+   * Bytes of the bulk area offered to a model that speaks version 4 (a
+   * multiple of 4096, at most 16 MiB; default 4 MiB): the model's DMA reads
+   * land there instead of crossing the socket. 0 offers none.
+   */
+  bulkBytes?: number;
 }
 
 /**
@@ -138,10 +144,13 @@ interface RingPath {
 
 const CMD_NAMES = new Map<number, CmdName>(Object.entries(Cmd).map(([k, v]) => [v, k as CmdName]));
 /** Requests only the model sends to the gateway. */
-const FROM_MODEL = new Set<CmdName>(['DEVICE', 'INTX', 'MSI', 'DMA_READ', 'DMA_READ_AHEAD', 'DMA_WRITE']);
+const FROM_MODEL = new Set<CmdName>(['DEVICE', 'INTX', 'MSI', 'DMA_READ', 'DMA_READ_AHEAD', 'DMA_READ_BULK', 'DMA_WRITE']);
 
 /** Commands a protocol version added: refused in a session that picked an older one. */
-const SINCE_VERSION = new Map<CmdName, number>([['DMA_READ_AHEAD', 3]]);
+const SINCE_VERSION = new Map<CmdName, number>([['DMA_READ_AHEAD', 3], ['DMA_READ_BULK', 4]]);
+
+/** The bulk area a version 4 session offers unless told otherwise. */
+export const BULK_BYTES_DEFAULT = 4 << 20;
 /** Requests a session may take before its device exists. */
 const BEFORE_DEVICE = new Set<CmdName>(['STATS', 'ERROR']);
 
@@ -160,14 +169,14 @@ function asPciemError(e: unknown): PciemError {
  * it (FAULT), what is mapped from addr on. A read-ahead running past the
  * end of a mapping is the model's normal business, not a fault.
  */
-function readAhead(host: HostDevice, addr: bigint, len: number): Uint8Array {
+function readAhead(host: HostDevice, addr: bigint, len: number, into?: Uint8Array): Uint8Array {
   try {
-    return host.dmaRead(addr, len);
+    return host.dmaRead(addr, len, into);
   } catch (e) {
     if (!(e instanceof PciemError) || e.code !== 'PCIEM_ERR_FAULT') throw e;
     const readable = host.dmaReadable(addr, len);
     if (readable <= 0 || readable >= len) throw e;
-    return host.dmaRead(addr, readable);
+    return host.dmaRead(addr, readable, into);
   }
 }
 
@@ -196,6 +205,8 @@ export class ModelSession extends EventEmitter {
   private ringsHeld: Message[] = [];
   /** Times a full g2m ring paused the host. */
   ringFullWaits = 0;
+  /** The bulk area (version 4), mapped here, once the model answered BULK. */
+  private bulk: ArrayBuffer | null = null;
   private readonly log: Logger;
   private readonly timeoutMs: number;
   /** Capability layouts (ID -> offset): the host's (null: same as the model's) and the model's. */
@@ -238,6 +249,11 @@ export class ModelSession extends EventEmitter {
     return this.ring !== null;
   }
 
+  /** Bytes of the bulk area, 0 while there is none. */
+  get bulkBytes(): number {
+    return this.bulk?.byteLength ?? 0;
+  }
+
   /** The rings' shared counters (full waits, wake-ups), while they are up. */
   ringStats(): { g2m: RingStats; m2g: RingStats } | null {
     return this.ring ? { g2m: this.ring.g2m.stats(), m2g: this.ring.m2g.stats() } : null;
@@ -255,6 +271,7 @@ export class ModelSession extends EventEmitter {
     }
     this.pending.clear();
     this.dropRings();
+    this.dropBulk();
     const host = this.host;
     this.host = null;
     try {
@@ -537,6 +554,27 @@ export class ModelSession extends EventEmitter {
         this.reply(m, { data });
         return;
       }
+      case 'DMA_READ_BULK': {
+        const { addr, len, offset, ahead } = m.body;
+        const bulk = this.bulk;
+        if (!bulk) {
+          this.fail(m, 'STATE', 'DMA_READ_BULK with no bulk area: BULK was not answered');
+          return;
+        }
+        if (offset + len > bulk.byteLength) {
+          this.fail(m, 'INVALID', `DMA_READ_BULK of ${len} bytes at offset ${offset}: the bulk area holds ${bulk.byteLength}`);
+          return;
+        }
+        // The host writes the bytes into the area; only their count crosses the socket.
+        const into = new Uint8Array(bulk, offset, len);
+        const data = this.hostCall(m, () => (ahead ? readAhead(host, addr, len, into) : host.dmaRead(addr, len, into)));
+        if (data === undefined) return;
+        this.counters.dma_reads++;
+        this.counters.dma_bytes += BigInt(data.length);
+        if (this.tracer) this.trace({ kind: 'dma_read', addr, len: data.length });
+        this.reply(m, { len: data.length });
+        return;
+      }
       case 'DMA_WRITE': {
         const ok = this.hostCall(m, () => {
           host.dmaWrite(m.body.addr, m.body.data);
@@ -652,6 +690,8 @@ export class ModelSession extends EventEmitter {
    * put where the model has them), then lets the host's driver bind.
    */
   private async startHost(host: HostDevice): Promise<void> {
+    await this.offerBulk();
+    if (this.host !== host) return; // closed meanwhile
     await this.offerRings();
     if (this.host !== host) return; // closed meanwhile
     let modelCaps = new Map<number, number>();
@@ -688,6 +728,60 @@ export class ModelSession extends EventEmitter {
     this.hostCaps = host.capabilities();
     this.log.info('device on the host', { device: this.deviceName, at: host.address });
     this.emit('device', host);
+  }
+
+  // ---- the bulk area (version 4)
+
+  /**
+   * Offers the model the bulk area (BULK, with its memfd as SCM_RIGHTS),
+   * right after the DEVICE reply, and waits for the answer: from a good
+   * reply on, the model may ask DMA_READ_BULK. A failed reply leaves DMA
+   * reads on the socket; no reply in time closes the session.
+   */
+  private async offerBulk(): Promise<void> {
+    const fd = socketFd(this.socket);
+    const size = this.opts.bulkBytes ?? BULK_BYTES_DEFAULT;
+    if (size === 0 || this.version < 4 || fd === null || this.closed) return;
+    let memfd = -1;
+    let map: ArrayBuffer;
+    try {
+      memfd = native.memfdCreate('pciem-bulk', size);
+      map = native.mmap(memfd, size, 0);
+    } catch (e) {
+      if (memfd >= 0) native.close(memfd);
+      this.log.warn('could not make the bulk area: DMA reads cross the socket', { error: asPciemError(e).message });
+      return;
+    }
+    const id = this.takeId();
+    const frame = encodeFrame({ cmd: 'BULK', id, reply: false, posted: false, error: 'NONE', body: { size } });
+    const answered = new Promise<boolean>((resolve) => {
+      this.expect('BULK', id, () => {
+        this.bulk = map;
+        this.log.info('DMA reads land in the bulk area', { bytes: size });
+        resolve(true);
+      }, (e) => {
+        if (e.code === 'PCIEM_ERR_TIMEOUT') this.close('the model did not answer BULK', { code: 'TIMEOUT', refId: id });
+        else this.log.warn('the model refused the bulk area: DMA reads cross the socket', { code: e.code, error: e.message });
+        resolve(false);
+      });
+    });
+    try {
+      await this.sendWithFds(fd, frame, [memfd]);
+    } catch (e) {
+      this.close(`could not send BULK: ${asPciemError(e).message}`);
+    } finally {
+      native.close(memfd);
+    }
+    if (!(await answered) || this.closed) {
+      if (this.bulk === map) this.bulk = null;
+      native.munmap(map);
+    }
+  }
+
+  private dropBulk(): void {
+    const bulk = this.bulk;
+    this.bulk = null;
+    if (bulk) native.munmap(bulk);
   }
 
   // ---- the rings (version 2)
