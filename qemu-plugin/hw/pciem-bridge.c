@@ -231,12 +231,19 @@ struct PCIemBridge {
      * Read-ahead: ra_next bytes for the next miss; it doubles (up to
      * read-ahead-max) each time the model reads on where the last fill
      * ended (ra_end), goes back to read-ahead on any other miss, and
-     * stops growing after a fill the gateway refused.
+     * stops growing after a fill the gateway refused. A run is the fills
+     * from such a miss (at ra_run_start) on. With the bulk area up, where
+     * a long read-ahead costs a copy and no more, a new run starts at
+     * ra_remember instead, if that is more: the longest recent run (the
+     * last one, or half the one remembered before it), so a model that
+     * reads whole frames again and again reads each in one fill.
      */
     uint32_t ra_next;
     uint64_t ra_end;
     bool ra_end_valid;
     bool ra_capped;
+    uint64_t ra_run_start;
+    uint32_t ra_remember;
     /* Reading up to here was refused: the mapping ends before it */
     uint64_t ra_limit;
     bool ra_limit_valid;
@@ -981,6 +988,27 @@ static MemTxResult bridge_dma_fill_ahead(PCIemBridge *b, uint64_t addr,
     return MEMTX_DECODE_ERROR;
 }
 
+/* The run that ended at ra_end goes into ra_remember. */
+static void bridge_ra_run_over(PCIemBridge *b)
+{
+    if (b->ra_end_valid && b->ra_end > b->ra_run_start) {
+        uint64_t run = b->ra_end - b->ra_run_start;
+
+        b->ra_remember = MIN(MAX(run, b->ra_remember / 2),
+                             (uint64_t)b->read_ahead_max);
+    }
+    b->ra_end_valid = false;
+}
+
+/* The first read-ahead of a run: read-ahead, or what was remembered. */
+static uint32_t bridge_ra_first(PCIemBridge *b)
+{
+    if (!b->bulk || b->ra_remember <= b->read_ahead) {
+        return b->read_ahead;
+    }
+    return MIN(b->ra_remember, b->bulk_len);
+}
+
 /*
  * Fills the cache for an access of @size bytes at @addr. The first try is
  * the read-ahead; if the gateway refuses it (FAULT: it runs past what the
@@ -1010,8 +1038,10 @@ static MemTxResult bridge_dma_fill(PCIemBridge *b, uint64_t addr,
         return MEMTX_DECODE_ERROR;
     }
     if (!b->ra_end_valid || addr != b->ra_end) {
-        /* Not where the last fill ended: start small again. */
-        b->ra_next = b->read_ahead;
+        /* Not where the last fill ended: a new run, small again. */
+        bridge_ra_run_over(b);
+        b->ra_run_start = addr;
+        b->ra_next = bridge_ra_first(b);
         b->ra_capped = false;
         b->ra_limit_valid = false;
     }
@@ -2522,8 +2552,8 @@ static void bridge_bh(void *opaque)
         bridge_shadow_push(b, "model");
     }
     bridge_cache_invalidate(b);
+    bridge_ra_run_over(b);
     b->ra_next = b->read_ahead;
-    b->ra_end_valid = false;
     b->ra_capped = false;
     b->ra_limit_valid = false;
     b->ra_stop_valid = false;
@@ -2574,6 +2604,7 @@ static void bridge_connected(PCIemBridge *b)
     b->intx_sent = false;
     b->ra_next = b->read_ahead;
     b->ra_end_valid = false;
+    b->ra_remember = 0;
     b->dma_fills = 0;
     b->dma_fill_bytes = 0;
     b->bulk_fills = 0;

@@ -1512,13 +1512,34 @@ describe('pciem-bridge at version 4: DMA reads through the bulk area (with a tes
     expect((await qomCounter(qemu, 'bulk-fills')) - fills, 'qom-get bulk-fills').to.equal(4);
     const shot = await screendump(qemu, workDir);
     expect(shot.equals(Buffer.concat([Buffer.from(ppmHeader, 'latin1'), frame])), 'screendump').to.equal(true);
+
+    // The next frame's run starts at the length of the last run: one fill.
+    const next = testFrame().reverse();
+    const at2 = hostAlloc(peer, next);
+    const again = peer.received.length;
+    expectOk(await card.run(CardCmd.DMA_FRAME, { src: at2.addr, len: Const.FB_SIZE }));
+    expect(messagesOf(peer.received.slice(again), 'DMA_READ_BULK').map((m) => [m.body.addr - at2.addr, m.body.len])).to.deep.equal([[0n, Const.FB_SIZE]]);
+    const shot2 = await screendump(qemu, workDir);
+    expect(shot2.equals(Buffer.concat([Buffer.from(ppmHeader, 'latin1'), next])), 'screendump of the next frame').to.equal(true);
+  });
+
+  it('a short read after the frames asks the remembered length, gets the mapping, and is right', async function () {
+    const len = 3000;
+    const src = hostAlloc(peer, pattern(len, 41));
+    const dst = hostAlloc(peer, len);
+    const from = peer.received.length;
+    expectOk(await card.run(CardCmd.P2P_READ, { src: src.addr, dst: 0, len }));
+    expect(messagesOf(peer.received.slice(from), 'DMA_READ_BULK').map((m) => m.body.len)).to.deep.equal([Const.FB_SIZE]);
+    expectOk(await card.run(CardCmd.P2P_WRITE, { src: 0, dst: dst.addr, len }));
+    expect(dst.buf.equals(src.buf), 'host -> BAR2 -> host').to.equal(true);
   });
 
   it('an unmapped address: the DMA_READ_BULK is refused (FAULT), the card reports DMA_FAULT, QEMU carries on', async function () {
     const from = peer.received.length;
     const o = await card.run(CardCmd.DMA_FRAME, { src: 0x7000_0000_0000n, len: Const.FB_SIZE });
     expect(o.error).to.equal('DMA_FAULT');
-    expect(messagesOf(peer.received.slice(from), 'DMA_READ_BULK')[0]?.body).to.deep.equal({ addr: 0x7000_0000_0000n, len: 64 * K, offset: 0, ahead: true });
+    // The remembered run halves with each shorter one: the frames, then the 3000-byte read.
+    expect(messagesOf(peer.received.slice(from), 'DMA_READ_BULK')[0]?.body).to.deep.equal({ addr: 0x7000_0000_0000n, len: Const.FB_SIZE / 2, offset: 0, ahead: true });
     expectOk(await card.run(CardCmd.ADD, { data: 5 }));
   });
 });
