@@ -338,12 +338,14 @@ struct PCIemBridge {
     bool rings_up;
     void *ring_map;
     /*
-     * The bulk area (version 4), once BULK is answered: the gateway puts
-     * the bytes of a DMA_READ_BULK there; we only read it.
+     * The bulk area (version 4), once BULK is answered: mapped over the
+     * first bulk_len bytes of the RAM window (0: none), so the bytes of a
+     * DMA_READ_BULK land where the cache serves them from, uncopied.
      */
-    const uint8_t *bulk;
     size_t bulk_len;
     uint64_t bulk_fills;
+    /* Mapping the area failed and so did giving the window memory back */
+    bool rwin_lost;
     /* The DMA_READ_BULK waited for is a read-ahead (its reply: 1..len) */
     bool dma_wait_ahead;
     size_t ring_map_len;
@@ -852,6 +854,16 @@ static bool bridge_is_stale(PCIemBridge *b, uint32_t id)
 }
 
 /*
+ * The longest fill the bulk area takes wherever it starts (a fill keeps
+ * its address's offset in BRIDGE_RWIN_ALIGN), 0 without the area.
+ */
+static uint64_t bridge_bulk_room(PCIemBridge *b)
+{
+    return b->bulk_len > BRIDGE_RWIN_ALIGN ? b->bulk_len - BRIDGE_RWIN_ALIGN
+                                           : 0;
+}
+
+/*
  * One DMA_READ of @len bytes at @addr into the cache, or with @ahead one
  * DMA_READ_AHEAD (the cache then holds 1..@len bytes: rcache_len), waiting
  * at most timeout-ms for the reply. Returns 0 or the wire error (FAULT,
@@ -863,6 +875,7 @@ static int bridge_dma_fetch(PCIemBridge *b, uint64_t addr, uint32_t len,
     struct pciem_wire_msg m;
     unsigned gen = b->generation;
     int64_t deadline;
+    bool bulk;
 
     bridge_cache_invalidate(b);
     /*
@@ -870,16 +883,17 @@ static int bridge_dma_fetch(PCIemBridge *b, uint64_t addr, uint32_t len,
      * @addr's offset modulo the alignment, from the start when it would
      * run past the end.
      */
+    bulk = len <= bridge_bulk_room(b);
     b->fill_off = b->rwin_next + (addr & (BRIDGE_RWIN_ALIGN - 1));
-    if (b->fill_off + len > b->rwin_size) {
+    if (b->fill_off + len > (bulk ? b->bulk_len : b->rwin_size)) {
         b->fill_off = addr & (BRIDGE_RWIN_ALIGN - 1);
     }
-    if (b->bulk && len <= b->bulk_len) {
-        /* The bytes come through the bulk area, not the socket. */
+    if (bulk) {
+        /* The gateway puts the bytes in the window, not on the socket. */
         bridge_msg_init(&m, PCIEM_WIRE_CMD_DMA_READ_BULK, 0);
         m.body.dma_read_bulk.addr = addr;
         m.body.dma_read_bulk.len = len;
-        m.body.dma_read_bulk.offset = 0;
+        m.body.dma_read_bulk.offset = b->fill_off;
         m.body.dma_read_bulk.ahead = ahead;
         b->dma_wait_ahead = ahead;
     } else if (ahead) {
@@ -1003,10 +1017,10 @@ static void bridge_ra_run_over(PCIemBridge *b)
 /* The first read-ahead of a run: read-ahead, or what was remembered. */
 static uint32_t bridge_ra_first(PCIemBridge *b)
 {
-    if (!b->bulk || b->ra_remember <= b->read_ahead) {
+    if (!bridge_bulk_room(b) || b->ra_remember <= b->read_ahead) {
         return b->read_ahead;
     }
-    return MIN(b->ra_remember, b->bulk_len);
+    return MIN(b->ra_remember, bridge_bulk_room(b));
 }
 
 /*
@@ -1030,7 +1044,7 @@ static MemTxResult bridge_dma_fill(PCIemBridge *b, uint64_t addr,
     uint64_t len;
     int rc;
 
-    if (b->dma_failed) {
+    if (b->dma_failed || b->rwin_lost) {
         return MEMTX_ERROR;
     }
     if (b->fault_valid && ranges_overlap(addr, MAX(size, 1), b->fault_page,
@@ -1827,30 +1841,44 @@ static void bridge_handle_rings(PCIemBridge *b, const struct pciem_wire_msg *m)
 
 /* ---- the bulk area (version 4) ---- */
 
+/*
+ * Gives the window's first @len bytes private memory again (they were the
+ * bulk area, or a failed try at mapping it). Returns false if that failed.
+ */
+static bool bridge_rwin_private(PCIemBridge *b, size_t len)
+{
+    return mmap(b->rwin_ptr, len, PROT_READ | PROT_WRITE,
+                MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != MAP_FAILED;
+}
+
 static void bridge_bulk_down(PCIemBridge *b)
 {
-    if (b->bulk) {
-        munmap((void *)b->bulk, b->bulk_len);
-        b->bulk = NULL;
+    if (b->bulk_len) {
+        if (!bridge_rwin_private(b, b->bulk_len)) {
+            /* The window keeps the gateway's pages: harmless, and rare. */
+            warn_report("%s: the read window keeps the bulk area: %s",
+                        bridge_id(b), strerror(errno));
+        }
         b->bulk_len = 0;
     }
 }
 
 /*
- * BULK: map the memfd it carries (read-only: the gateway writes it) and
- * answer; from then on DMA reads that fit go as DMA_READ_BULK. A refusal
- * leaves them on the socket.
+ * BULK: map the memfd it carries over the start of the RAM window (the
+ * gateway writes it, QEMU copies from it as from the cache) and answer;
+ * from then on DMA reads that fit go as DMA_READ_BULK. A refusal leaves
+ * them on the socket.
  */
 static void bridge_handle_bulk(PCIemBridge *b, const struct pciem_wire_msg *m)
 {
     uint32_t size = m->body.bulk.size;
     struct pciem_wire_msg reply;
     struct stat st;
-    void *map;
+    size_t len;
 
-    if (b->bulk || b->version < 4) {
+    if (b->bulk_len || b->version < 4) {
         bridge_close_kept_fds(b);
-        bridge_refuse(b, &m->hdr, PCIEM_WIRE_ERR_STATE, b->bulk ?
+        bridge_refuse(b, &m->hdr, PCIEM_WIRE_ERR_STATE, b->bulk_len ?
                       "a second BULK" : "BULK at version %u", b->version);
         return;
     }
@@ -1866,21 +1894,31 @@ static void bridge_handle_bulk(PCIemBridge *b, const struct pciem_wire_msg *m)
                       "file holds less than its 0x%x bytes", size);
         return;
     }
-    map = mmap(NULL, size, PROT_READ, MAP_SHARED, b->ring_fds[0], 0);
-    bridge_close_kept_fds(b);
-    if (map == MAP_FAILED) {
+    /* The window is at least read-ahead-max: what it holds is enough. */
+    len = MIN(size, b->rwin_size);
+    bridge_cache_invalidate(b);
+    if (mmap(b->rwin_ptr, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
+             b->ring_fds[0], 0) == MAP_FAILED) {
+        int err = errno;
+
+        bridge_close_kept_fds(b);
+        if (!bridge_rwin_private(b, len)) {
+            error_report("%s: the read window is lost (%s); DMA reads fail "
+                         "from now on", bridge_id(b), strerror(errno));
+            b->rwin_lost = true;
+        }
         bridge_refuse(b, &m->hdr, PCIEM_WIRE_ERR_IO, "BULK: mmap: %s",
-                      strerror(errno));
+                      strerror(err));
         return;
     }
+    bridge_close_kept_fds(b);
+    b->bulk_len = len;
     bridge_reply_init(&reply, &m->hdr);
     if (!bridge_send(b, &reply)) {
-        munmap(map, size);
+        bridge_bulk_down(b);
         return;
     }
-    b->bulk = map;
-    b->bulk_len = size;
-    trace_pciem_bridge_bulk(size);
+    trace_pciem_bridge_bulk(len);
 }
 
 /* May the gateway's frame @f be handled: is its FENCE, if any, taken? */
@@ -2336,7 +2374,7 @@ static int bridge_take_dma_reply(PCIemBridge *b,
     rc = pciem_wire_body_decode(hdr, body, hdr->size, &m);
     if (!rc && !hdr->error) {
         if (bulk) {
-            data = b->bulk;
+            /* Already where the cache is: fill_off in the window. */
             len = m.body.dma_read_bulk_reply.len;
         } else if (ahead) {
             data = m.body.dma_read_ahead_reply.data.data;
@@ -2366,7 +2404,9 @@ static int bridge_take_dma_reply(PCIemBridge *b,
     }
     b->rcache_off = b->fill_off;
     b->rcache = b->rwin_ptr + b->fill_off;
-    memcpy(b->rcache, data, len);
+    if (data) {
+        memcpy(b->rcache, data, len);
+    }
     b->rcache_addr = b->dma_wait_addr;
     b->rcache_len = len;
     b->rwin_next = ROUND_UP(b->fill_off + len, BRIDGE_RWIN_ALIGN);

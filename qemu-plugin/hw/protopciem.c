@@ -102,7 +102,13 @@ struct ProtoPCIemState {
     uint32_t queue_head;
     uint32_t queue_len;
 
-    uint8_t fb[PROTOPCIEM_FB_SIZE];
+    /*
+     * The framebuffer, and the one DMA_FRAME reads the next frame into:
+     * the two trade places when a frame arrived whole, so a frame costs
+     * one copy here and a failed read leaves the shown one as it was.
+     */
+    uint8_t *fb;
+    uint8_t *fb_next;
 
     /* Runtime state */
     QEMUBH *bh;
@@ -417,12 +423,14 @@ static uint32_t protopciem_dma_frame(ProtoPCIemState *s,
     if (!err) {
         err = protopciem_check_bus_range(c, c->dma_src, c->dma_len);
     }
-    /* Staged, so that a failed read leaves the framebuffer as it was. */
     if (!err) {
-        err = protopciem_dma_read(s, c, c->dma_src, s->scratch, c->dma_len);
+        err = protopciem_dma_read(s, c, c->dma_src, s->fb_next, c->dma_len);
     }
     if (!err) {
-        memcpy(s->fb, s->scratch, PROTOPCIEM_FB_SIZE);
+        uint8_t *shown = s->fb;
+
+        s->fb = s->fb_next;
+        s->fb_next = shown;
         protopciem_fb_changed(s);
         protopciem_log_frame(s);
     }
@@ -878,6 +886,8 @@ static void protopciem_realize(PCIDevice *pdev, Error **errp)
                      PCI_BASE_ADDRESS_MEM_PREFETCH, &s->mem);
 
     s->scratch = g_malloc(SCRATCH_SIZE);
+    s->fb = g_malloc0(PROTOPCIEM_FB_SIZE);
+    s->fb_next = g_malloc0(PROTOPCIEM_FB_SIZE);
     /* The guard turns DMA into our own BAR0 into a failed access. */
     s->bh = qemu_bh_new_guarded(protopciem_run, s,
                                 &DEVICE(s)->mem_reentrancy_guard);
@@ -893,6 +903,8 @@ static void protopciem_exit(PCIDevice *pdev)
     graphic_console_close(s->con);
     qemu_bh_delete(s->bh);
     g_free(s->scratch);
+    g_free(s->fb);
+    g_free(s->fb_next);
     msi_uninit(pdev);
 }
 
@@ -961,7 +973,8 @@ static const VMStateDescription vmstate_protopciem = {
                              vmstate_protopciem_command, ProtoPCIemCommand),
         VMSTATE_UINT32(queue_head, ProtoPCIemState),
         VMSTATE_UINT32(queue_len, ProtoPCIemState),
-        VMSTATE_BUFFER(fb, ProtoPCIemState),
+        VMSTATE_BUFFER_POINTER_UNSAFE(fb, ProtoPCIemState, 0,
+                                      PROTOPCIEM_FB_SIZE),
         VMSTATE_END_OF_LIST()
     },
 };

@@ -49,8 +49,9 @@ export interface SessionOptions {
   ringSlots?: number;
   /**
    * Bytes of the bulk area offered to a model that speaks version 4 (a
-   * multiple of 4096, at most 16 MiB; default 4 MiB): the model's DMA reads
-   * land there instead of crossing the socket. 0 offers none.
+   * multiple of 4096, at most 16 MiB; default 8 MiB, room for the bridge's
+   * longest read-ahead and turns between shorter ones): the model's DMA
+   * reads land there instead of crossing the socket. 0 offers none.
    */
   bulkBytes?: number;
 }
@@ -150,7 +151,7 @@ const FROM_MODEL = new Set<CmdName>(['DEVICE', 'INTX', 'MSI', 'DMA_READ', 'DMA_R
 const SINCE_VERSION = new Map<CmdName, number>([['DMA_READ_AHEAD', 3], ['DMA_READ_BULK', 4]]);
 
 /** The bulk area a version 4 session offers unless told otherwise. */
-export const BULK_BYTES_DEFAULT = 4 << 20;
+export const BULK_BYTES_DEFAULT = 8 << 20;
 /** Requests a session may take before its device exists. */
 const BEFORE_DEVICE = new Set<CmdName>(['STATS', 'ERROR']);
 
