@@ -2896,6 +2896,18 @@ static void bridge_setup(PCIemBridge *b, Error **errp)
                    "(server=off), without TLS or websocket", b->chardev);
         return;
     }
+    /* Pages are touched only as fills reach them. */
+    b->rwin_size = ROUND_UP((uint64_t)b->read_ahead_max * BRIDGE_RWIN_FILLS,
+                            BRIDGE_RWIN_ALIGN) + BRIDGE_RWIN_ALIGN;
+    /* A mapping of its own: the bulk area is mapped over its start. */
+    b->rwin_ptr = mmap(NULL, b->rwin_size, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (b->rwin_ptr == MAP_FAILED) {
+        b->rwin_ptr = NULL;
+        error_setg_errno(errp, errno, "cannot map a %" PRIu64 "-byte read "
+                         "window", b->rwin_size);
+        return;
+    }
     b->pdev = pdev;
     if (!bridge_describe(b, errp)) {
         b->pdev = NULL;
@@ -2923,10 +2935,6 @@ static void bridge_setup(PCIemBridge *b, Error **errp)
         address_space_init(&b->bar_as[i], &b->bar_alias[i], name);
     }
 
-    /* Pages are touched only as fills reach them. */
-    b->rwin_size = ROUND_UP((uint64_t)b->read_ahead_max * BRIDGE_RWIN_FILLS,
-                            BRIDGE_RWIN_ALIGN) + BRIDGE_RWIN_ALIGN;
-    b->rwin_ptr = qemu_memalign(qemu_real_host_page_size(), b->rwin_size);
     b->rcache = b->rwin_ptr;
     b->wc = g_malloc(b->write_combine);
     b->shadow_sent = g_new0(uint32_t, BRIDGE_SHADOW_DWORDS);
@@ -3129,7 +3137,9 @@ static void bridge_finalize(Object *obj)
     }
     g_free(b->device);
     g_free(b->chardev);
-    qemu_vfree(b->rwin_ptr);
+    if (b->rwin_ptr) {
+        munmap(b->rwin_ptr, b->rwin_size);
+    }
 }
 
 /* ---- properties ---- */
