@@ -272,8 +272,10 @@ Napi::Value Munmap(const Napi::CallbackInfo &info) {
   return env.Undefined();
 }
 
-// memfdCreate(name, size) -> fd of an anonymous shared-memory file of size
-// bytes (zero-filled): the rings' memory, passed to the peer as an fd.
+// memfdCreate(name, size, sealed = true) -> fd of an anonymous shared-memory
+// file of size bytes (zero-filled): the rings' and the bulk area's memory,
+// passed to the peer as an fd. Sealed, its size can never change: a peer
+// that maps it cannot be handed SIGBUS by a file shrunk under it.
 Napi::Value MemfdCreate(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   int64_t size;
@@ -283,16 +285,22 @@ Napi::Value MemfdCreate(const Napi::CallbackInfo &info) {
   }
   if (!ArgInt(info, 1, "size", 1, int64_t(1) << 40, &size))
     return env.Undefined();
+  bool sealed = info.Length() < 3 || info[2].IsUndefined() || info[2].ToBoolean().Value();
   std::string name = info[0].As<Napi::String>();
-  int fd = memfd_create(name.c_str(), MFD_CLOEXEC);
+  int fd = memfd_create(name.c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (fd < 0) {
     SysError(env, "memfd_create", errno).ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  if (ftruncate(fd, static_cast<off_t>(size)) < 0) {
+  const char *what = nullptr;
+  if (ftruncate(fd, static_cast<off_t>(size)) < 0)
+    what = "ftruncate";
+  else if (sealed && fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
+    what = "fcntl(F_ADD_SEALS)";
+  if (what) {
     int err = errno;
     close(fd);
-    SysError(env, "ftruncate", err).ThrowAsJavaScriptException();
+    SysError(env, what, err).ThrowAsJavaScriptException();
     return env.Undefined();
   }
   return Napi::Number::New(env, fd);

@@ -27,8 +27,12 @@ export interface Native {
   mmap(fd: number, length: number, offset: number): ArrayBuffer;
   /** Unmaps now and detaches the ArrayBuffer (its views become empty). */
   munmap(buffer: ArrayBuffer): void;
-  /** An anonymous shared-memory file (memfd, close-on-exec) of `size` zero bytes: an fd for mmap(). */
-  memfdCreate(name: string, size: number): number;
+  /**
+   * An anonymous shared-memory file (memfd, close-on-exec) of `size` zero
+   * bytes: an fd for mmap(). Sealed against any change of size unless
+   * `sealed` is false (a peer refuses a file that could shrink under it).
+   */
+  memfdCreate(name: string, size: number, sealed?: boolean): number;
   eventfd(initial: number): number;
   /** The eventfd counter, 0n when it was zero. */
   readEventFd(fd: number): bigint;

@@ -1729,6 +1729,29 @@ static void bridge_ring_readable(void *opaque)
 }
 
 /*
+ * Whether the memory file @fd holds at least @bytes and can never hold
+ * fewer: a file the gateway could shrink would turn our next access to
+ * the mapping into SIGBUS. The reason for a no goes into @why.
+ */
+static bool bridge_memfd_ok(int fd, uint64_t bytes, char *why, size_t why_len)
+{
+    struct stat st;
+    int seals = fcntl(fd, F_GET_SEALS);
+
+    if (fstat(fd, &st) < 0 || (uint64_t)st.st_size < bytes) {
+        snprintf(why, why_len, "the memory file holds less than the 0x%"
+                 PRIx64 " bytes it should", bytes);
+        return false;
+    }
+    if (seals < 0 || !(seals & F_SEAL_SHRINK)) {
+        snprintf(why, why_len, "the memory file is not sealed against "
+                 "shrinking (F_SEAL_SHRINK)");
+        return false;
+    }
+    return true;
+}
+
+/*
  * Maps the memfd and attaches g2m (we consume) and m2g (we produce) as the
  * request describes. Returns 0, or the wire error with the reason in @why.
  */
@@ -1736,7 +1759,6 @@ static int bridge_rings_attach(PCIemBridge *b, const struct pciem_wire_rings *r,
                                char *why, size_t why_len)
 {
     size_t bytes;
-    struct stat st;
     uint64_t end;
     void *map;
     int i;
@@ -1761,9 +1783,7 @@ static int bridge_rings_attach(PCIemBridge *b, const struct pciem_wire_rings *r,
                  bytes);
         return PCIEM_WIRE_ERR_INVALID;
     }
-    if (fstat(b->ring_fds[0], &st) < 0 || (uint64_t)st.st_size < end) {
-        snprintf(why, why_len, "the memory file holds less than the 0x%"
-                 PRIx64 " bytes the rings need", end);
+    if (!bridge_memfd_ok(b->ring_fds[0], end, why, why_len)) {
         return PCIEM_WIRE_ERR_INVALID;
     }
     map = mmap(NULL, end, PROT_READ | PROT_WRITE, MAP_SHARED, b->ring_fds[0],
@@ -1872,8 +1892,8 @@ static void bridge_bulk_down(PCIemBridge *b)
 static void bridge_handle_bulk(PCIemBridge *b, const struct pciem_wire_msg *m)
 {
     uint32_t size = m->body.bulk.size;
+    char why[PCIEM_WIRE_MESSAGE_MAX];
     struct pciem_wire_msg reply;
-    struct stat st;
     size_t len;
 
     if (b->bulk_len || b->version < 4) {
@@ -1888,10 +1908,9 @@ static void bridge_handle_bulk(PCIemBridge *b, const struct pciem_wire_msg *m)
         bridge_close_kept_fds(b);
         return;
     }
-    if (fstat(b->ring_fds[0], &st) < 0 || (uint64_t)st.st_size < size) {
+    if (!bridge_memfd_ok(b->ring_fds[0], size, why, sizeof(why))) {
         bridge_close_kept_fds(b);
-        bridge_refuse(b, &m->hdr, PCIEM_WIRE_ERR_INVALID, "BULK: the memory "
-                      "file holds less than its 0x%x bytes", size);
+        bridge_refuse(b, &m->hdr, PCIEM_WIRE_ERR_INVALID, "BULK: %s", why);
         return;
     }
     /* The window is at least read-ahead-max: what it holds is enough. */

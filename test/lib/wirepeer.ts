@@ -134,6 +134,8 @@ export interface PeerOptions {
   bulkFileBytes?: number;
   /** Answer DMA_READ_BULKs with a count one more than asked for. */
   longBulkReplies?: boolean;
+  /** Hand over memory files (rings, bulk area) whose size is not sealed, as a careless gateway would. */
+  unsealed?: boolean;
 }
 
 /** One connection's rings, and where each path stands (the FENCE rule). */
@@ -339,7 +341,7 @@ export class WirePeer {
 
   /** BULK with its memfd; resolves once it is answered (or the connection went). */
   private async offerBulk(s: Socket, size: number): Promise<void> {
-    const memfd = native.memfdCreate('wirepeer-bulk', this.options.bulkFileBytes ?? size);
+    const memfd = native.memfdCreate('wirepeer-bulk', this.options.bulkFileBytes ?? size, this.options.unsealed !== true);
     const map = native.mmap(memfd, this.options.bulkFileBytes ?? size, 0);
     const id = this.takeId();
     const answered = new Promise<void>((resolve) => {
@@ -389,7 +391,7 @@ export class WirePeer {
   private async offerRings(s: Socket): Promise<void> {
     const slots = this.options.ringSlots ?? 4096;
     const span = Math.ceil(ringBytes(SLOT, slots) / 4096) * 4096;
-    const memfd = native.memfdCreate('wirepeer-rings', 2 * span);
+    const memfd = native.memfdCreate('wirepeer-rings', 2 * span, this.options.unsealed !== true);
     const maps = [native.mmap(memfd, span, 0), native.mmap(memfd, span, span)] as [ArrayBuffer, ArrayBuffer];
     formatRing(maps[0], SLOT, slots);
     formatRing(maps[1], SLOT, slots);

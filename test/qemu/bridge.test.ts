@@ -792,6 +792,22 @@ for (const mode of PEER_MODES) describe(`pciem-bridge: the QEMU side of the gate
         });
       }
 
+      it('RINGS with a memory file not sealed against shrinking: a failed reply INVALID, the session goes on over the socket', async function () {
+        const conns = peer.connections;
+        peer.options = { ...mode.options, unsealed: true };
+        peer.drop();
+        await peer.waitReady(conns + 1);
+        expect(peer.ringsReply?.error).to.equal('INVALID');
+        expect((peer.ringsReply?.body as { message: string }).message).to.equal('RINGS: the memory file is not sealed against shrinking (F_SEAL_SHRINK)');
+        expect(peer.ringsUp).to.equal(false);
+        card.set('DATA', 0x5252);
+        expect(await card.reg('DATA')).to.equal(0x5252);
+        peer.options = mode.options;
+        peer.drop();
+        await peer.waitReady(conns + 2);
+        expect(peer.ringsUp).to.equal(true);
+      });
+
       it('a corrupt record on g2m: ERROR UNKNOWN_CMD, closed with a logged reason; QEMU runs and reconnects', async function () {
         const conns = peer.connections;
         const closes = peer.closes;
@@ -1599,10 +1615,15 @@ describe('pciem-bridge at version 4 with a broken gateway: a bad BULK or DMA_REA
     expect(await qomCounter(qemu, 'bulk-fills')).to.equal(0);
   });
 
-  it('a memfd smaller than BULK says: refused (INVALID), DMA reads stay on the socket', async function () {
-    const { peer, card } = await open('bulk-small', { bulkFileBytes: 4096 });
+  it('a memfd smaller than BULK says, or one not sealed against shrinking: refused (INVALID), DMA reads stay on the socket', async function () {
+    let { peer, card } = await open('bulk-small', { bulkFileBytes: 4096 });
     expect(peer.bulkReply?.error).to.equal('INVALID');
-    expect((peer.bulkReply?.body as { message: string }).message).to.match(/BULK: the memory file holds less than its 0x100000 bytes/);
+    expect((peer.bulkReply?.body as { message: string }).message).to.equal('BULK: the memory file holds less than the 0x100000 bytes it should');
+    await frameThroughSocket(peer, card);
+    await closeBridged(b);
+    ({ peer, card } = await open('bulk-unsealed', { unsealed: true, rings: false }));
+    expect(peer.bulkReply?.error).to.equal('INVALID');
+    expect((peer.bulkReply?.body as { message: string }).message).to.equal('BULK: the memory file is not sealed against shrinking (F_SEAL_SHRINK)');
     await frameThroughSocket(peer, card);
   });
 
