@@ -507,6 +507,8 @@ class RingModelPeer {
   /** The bulk area (version 4) once BULK was answered; refuseBulk says no to it. */
   bulk: Uint8Array | null = null;
   refuseBulk = false;
+  /** Requests this peer leaves unanswered, as a hung model would. */
+  readonly ignore = new Set<string>();
   /** false: leave g2m alone until startConsuming() (backpressure). */
   consuming = true;
   readValue = 0x5a5an;
@@ -611,7 +613,7 @@ class RingModelPeer {
   private take(m: Message, path: 'socket' | 'ring'): void {
     this.arrived.push({ m, path });
     if (m.cmd === 'MMIO_WRITE') this.mmioWrites++;
-    if (m.reply) return;
+    if (m.reply || this.ignore.has(m.cmd)) return;
     if (m.cmd === 'RINGS') this.onRings(m.id, m.body);
     else if (m.cmd === 'BULK') this.onBulk(m.id, m.body.size);
     else if (m.cmd === 'CONFIG_READ') {
@@ -1099,6 +1101,25 @@ describe('gateway relay at version 2: the rings (FakeHost, a model peer on the r
     expect((r.body as { message: string }).message).to.match(/version 4/);
     expect(host.stats().dma_reads).to.equal(0n);
   });
+
+  for (const cmd of ['BULK', 'RINGS'] as const) {
+    it(`a model that never answers ${cmd}: the session closes after the request timeout with the reason, the device leaves the host`, async function () {
+      await start();
+      peer.ignore.add(cmd);
+      const made = backend.nextDevice();
+      expect((await peer.hello(1, 4)).error).to.equal('NONE');
+      const session = [...server.sessions][0] as ModelSession;
+      const closed = new Promise<string>((resolve) => session.once('close', resolve));
+      expect((await peer.device()).error).to.equal('NONE');
+      const host = await made;
+      const t0 = Date.now();
+      expect(await closed).to.equal(`the model did not answer ${cmd}`);
+      expect(Date.now() - t0).to.be.within(1500, 4000);
+      expect(host.isClosed).to.equal(true);
+      const err = await peer.waitFor((a) => a.m.cmd === 'ERROR');
+      expect(err.m.error).to.equal('TIMEOUT');
+    });
+  }
 
   it('version 2: DMA_READ_AHEAD is refused with STATE and reads nothing', async function () {
     await start();

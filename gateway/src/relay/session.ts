@@ -263,6 +263,8 @@ export class ModelSession extends EventEmitter {
   /** Ends the session: the host device is removed (surprise removal for its driver). */
   close(reason: string, error?: { code: FailureName; refId: number }): void {
     if (this.state === 'closed') return;
+    // The reason goes out even while RINGS waits for its reply: nothing is counted after this.
+    this.ringsPending = false;
     if (error) this.sendError(error.code, error.refId, reason);
     this.state = 'closed';
     this.log.info('model session closed', { reason, model: this.modelName, device: this.deviceName });
