@@ -546,36 +546,21 @@ export class ModelSession extends EventEmitter {
         return;
       }
       case 'DMA_READ':
-      case 'DMA_READ_AHEAD': {
-        const { addr, len } = m.body;
-        // A read-ahead may come back short, at the end of the host's mapping.
-        const data = this.hostCall(m, () => (m.cmd === 'DMA_READ' ? host.dmaRead(addr, len) : readAhead(host, addr, len)));
-        if (data === undefined) return;
-        this.counters.dma_reads++;
-        this.counters.dma_bytes += BigInt(data.length);
-        if (this.tracer) this.trace({ kind: 'dma_read', addr, len: data.length });
-        this.reply(m, { data });
-        return;
-      }
+      case 'DMA_READ_AHEAD':
       case 'DMA_READ_BULK': {
-        const { addr, len, offset, ahead } = m.body;
-        const bulk = this.bulk;
-        if (!bulk) {
-          this.fail(m, 'STATE', 'DMA_READ_BULK with no bulk area: BULK was not answered');
-          return;
-        }
-        if (offset + len > bulk.byteLength) {
-          this.fail(m, 'INVALID', `DMA_READ_BULK of ${len} bytes at offset ${offset}: the bulk area holds ${bulk.byteLength}`);
-          return;
-        }
-        // The host writes the bytes into the area; only their count crosses the socket.
-        const into = new Uint8Array(bulk, offset, len);
+        const { addr, len } = m.body;
+        // DMA_READ_BULK: the host writes the bytes into the bulk area; only their count crosses the socket.
+        const into = m.cmd === 'DMA_READ_BULK' ? this.bulkView(m) : undefined;
+        if (into === null) return;
+        // A read-ahead may come back short, at the end of the host's mapping.
+        const ahead = m.cmd === 'DMA_READ_AHEAD' || (m.cmd === 'DMA_READ_BULK' && m.body.ahead);
         const data = this.hostCall(m, () => (ahead ? readAhead(host, addr, len, into) : host.dmaRead(addr, len, into)));
         if (data === undefined) return;
         this.counters.dma_reads++;
         this.counters.dma_bytes += BigInt(data.length);
         if (this.tracer) this.trace({ kind: 'dma_read', addr, len: data.length });
-        this.reply(m, { len: data.length });
+        if (m.cmd === 'DMA_READ_BULK') this.reply(m, { len: data.length });
+        else this.reply(m, { data });
         return;
       }
       case 'DMA_WRITE': {
@@ -755,30 +740,30 @@ export class ModelSession extends EventEmitter {
       this.log.warn('could not make the bulk area: DMA reads cross the socket', { error: asPciemError(e).message });
       return;
     }
-    const id = this.takeId();
-    const frame = encodeFrame({ cmd: 'BULK', id, reply: false, posted: false, error: 'NONE', body: { size } });
-    const answered = new Promise<boolean>((resolve) => {
-      this.expect('BULK', id, () => {
-        this.bulk = map;
-        this.log.info('DMA reads land in the bulk area', { bytes: size });
-        resolve(true);
-      }, (e) => {
-        if (e.code === 'PCIEM_ERR_TIMEOUT') this.close('the model did not answer BULK', { code: 'TIMEOUT', refId: id });
-        else this.log.warn('the model refused the bulk area: DMA reads cross the socket', { code: e.code, error: e.message });
-        resolve(false);
-      });
+    const taken = await this.offerWithFds(fd, 'BULK', { size }, [memfd], 'the model refused the bulk area: DMA reads cross the socket', (ok) => {
+      if (!ok) return;
+      this.bulk = map;
+      this.log.info('DMA reads land in the bulk area', { bytes: size });
     });
-    try {
-      await this.sendWithFds(fd, frame, [memfd]);
-    } catch (e) {
-      this.close(`could not send BULK: ${asPciemError(e).message}`);
-    } finally {
-      native.close(memfd);
-    }
-    if (!(await answered) || this.closed) {
+    if (!taken || this.closed) {
       if (this.bulk === map) this.bulk = null;
       native.munmap(map);
     }
+  }
+
+  /** Where a DMA_READ_BULK's bytes go in the bulk area; null (and its failed reply sent) when they cannot. */
+  private bulkView(m: Extract<Request, { cmd: 'DMA_READ_BULK' }>): Uint8Array | null {
+    const { len, offset } = m.body;
+    const bulk = this.bulk;
+    if (!bulk) {
+      this.fail(m, 'STATE', 'DMA_READ_BULK with no bulk area: BULK was not answered');
+      return null;
+    }
+    if (offset + len > bulk.byteLength) {
+      this.fail(m, 'INVALID', `DMA_READ_BULK of ${len} bytes at offset ${offset}: the bulk area holds ${bulk.byteLength}`);
+      return null;
+    }
+    return new Uint8Array(bulk, offset, len);
   }
 
   private dropBulk(): void {
@@ -809,34 +794,48 @@ export class ModelSession extends EventEmitter {
     const slots = ring.g2m.slotCount;
     const span = ring.g2mMap.byteLength;
     this.ringsPending = true;
-    const id = this.takeId();
-    const frame = encodeFrame({
-      cmd: 'RINGS', id, reply: false, posted: false, error: 'NONE',
-      body: { slot_size: RING_SLOT_SIZE, slot_count: slots, g2m_offset: 0n, m2g_offset: BigInt(span) },
-    });
-    const answered = new Promise<boolean>((resolve) => {
-      this.expect('RINGS', id, () => {
-        // Synchronously, before the frame after the reply is looked at: that one is counted.
+    const body = { slot_size: RING_SLOT_SIZE, slot_count: slots, g2m_offset: 0n, m2g_offset: BigInt(span) };
+    const taken = await this.offerWithFds(fd, 'RINGS', body, [memfd, ...ring.eventfds], 'the model refused the rings: the socket carries everything', (ok) => {
+      if (ok) {
         this.ring = ring;
         ring.m2g.start(ring.batch, (out, n) => this.takeRecords(ring, out, n), (e) => this.ringBroken(ring, e));
         this.log.info('the hot path rides the rings', { slots, slot_size: RING_SLOT_SIZE });
-        this.releaseRingsHeld();
+      }
+      this.releaseRingsHeld();
+    });
+    if (!taken) this.freeRings(ring);
+  }
+
+  /**
+   * Sends the offer `cmd` (BULK or RINGS) with `fds` attached, the first of
+   * them a memfd closed here once the frame went, and waits for the
+   * model's answer. `answered(ok)` runs synchronously on the reply, before
+   * the frame after it is looked at (a RINGS reply starts the count); a
+   * refusal is logged as `refused`; no reply in time, or a send that
+   * failed, closes the session. Resolves with whether the model took it.
+   */
+  private async offerWithFds<C extends 'BULK' | 'RINGS'>(fd: number, cmd: C, body: MessageOf<C>['body'], fds: number[], refused: string, answered: (ok: boolean) => void): Promise<boolean> {
+    const id = this.takeId();
+    const frame = encodeFrame({ cmd, id, reply: false, posted: false, error: 'NONE', body } as Message);
+    const taken = new Promise<boolean>((resolve) => {
+      this.expect(cmd, id, () => {
+        answered(true);
         resolve(true);
       }, (e) => {
-        if (e.code === 'PCIEM_ERR_TIMEOUT') this.close('the model did not answer RINGS', { code: 'TIMEOUT', refId: id });
-        else this.log.warn('the model refused the rings: the socket carries everything', { code: e.code, error: e.message });
-        this.releaseRingsHeld();
+        if (e.code === 'PCIEM_ERR_TIMEOUT') this.close(`the model did not answer ${cmd}`, { code: 'TIMEOUT', refId: id });
+        else this.log.warn(refused, { code: e.code, error: e.message });
+        answered(false);
         resolve(false);
       });
     });
     try {
-      await this.sendWithFds(fd, frame, [memfd, ...ring.eventfds]);
+      await this.sendWithFds(fd, frame, fds);
     } catch (e) {
-      this.close(`could not send RINGS: ${asPciemError(e).message}`);
+      this.close(`could not send ${cmd}: ${asPciemError(e).message}`);
     } finally {
-      native.close(memfd);
+      native.close(fds[0] as number);
     }
-    if (!(await answered)) this.freeRings(ring);
+    return taken;
   }
 
   /** RINGS is answered: what waited for it goes, in order, on whichever path is now up. */
@@ -847,7 +846,7 @@ export class ModelSession extends EventEmitter {
     for (const m of held) this.send(m);
   }
 
-  /** One memfd (for the model: closed here once RINGS went out), two formatted rings in it, four eventfds; mapped here. */
+  /** One memfd (for the model: closed once RINGS went out), two formatted rings in it, four eventfds; mapped here. */
   private makeRings(): { ring: RingPath; memfd: number } {
     const slots = this.opts.ringSlots ?? RING_SLOTS_DEFAULT;
     const span = Math.ceil(ringBytes(RING_SLOT_SIZE, slots) / PAGE) * PAGE;
