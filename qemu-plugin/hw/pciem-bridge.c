@@ -297,8 +297,10 @@ struct PCIemBridge {
     uint32_t device_id;
     uint32_t dma_wait_id;
     bool dma_waiting;
-    /* DMA_READ, or DMA_READ_AHEAD (its reply may be shorter than len) */
+    /* DMA_READ, DMA_READ_AHEAD or DMA_READ_BULK */
     uint32_t dma_wait_cmd;
+    /* The read waited for is a read-ahead: its reply brings 1..len bytes */
+    bool dma_wait_ahead;
     int dma_wait_rc;
     uint64_t dma_wait_addr;
     uint32_t dma_wait_len;
@@ -346,8 +348,6 @@ struct PCIemBridge {
     uint64_t bulk_fills;
     /* Mapping the area failed and so did giving the window memory back */
     bool rwin_lost;
-    /* The DMA_READ_BULK waited for is a read-ahead (its reply: 1..len) */
-    bool dma_wait_ahead;
     size_t ring_map_len;
     int ring_evfd[4];
     struct pciem_ring g2m;
@@ -429,6 +429,14 @@ typedef enum BridgePoll {
  */
 static void bridge_take_fds(PCIemBridge *b);
 static void bridge_bulk_down(PCIemBridge *b);
+
+/* One of the model's DMA reads, whose reply the bridge waits for. */
+static bool bridge_is_dma_read(uint16_t cmd)
+{
+    return cmd == PCIEM_WIRE_CMD_DMA_READ ||
+           cmd == PCIEM_WIRE_CMD_DMA_READ_AHEAD ||
+           cmd == PCIEM_WIRE_CMD_DMA_READ_BULK;
+}
 static void bridge_handle_bulk(PCIemBridge *b, const struct pciem_wire_msg *m);
 
 static bool bridge_read_ready(PCIemBridge *b)
@@ -573,9 +581,7 @@ static bool bridge_encode(PCIemBridge *b, struct pciem_wire_msg *m,
     if (!(m->hdr.flags & PCIEM_WIRE_FLAG_REPLY)) {
         m->hdr.id = b->next_id;
         b->next_id = bridge_id_after(b->next_id);
-        if (m->hdr.cmd == PCIEM_WIRE_CMD_DMA_READ ||
-            m->hdr.cmd == PCIEM_WIRE_CMD_DMA_READ_AHEAD ||
-            m->hdr.cmd == PCIEM_WIRE_CMD_DMA_READ_BULK) {
+        if (bridge_is_dma_read(m->hdr.cmd)) {
             /* Set before writing: the reply may be parsed while we write. */
             b->dma_wait_id = m->hdr.id;
             b->dma_wait_cmd = m->hdr.cmd;
@@ -895,7 +901,6 @@ static int bridge_dma_fetch(PCIemBridge *b, uint64_t addr, uint32_t len,
         m.body.dma_read_bulk.len = len;
         m.body.dma_read_bulk.offset = b->fill_off;
         m.body.dma_read_bulk.ahead = ahead;
-        b->dma_wait_ahead = ahead;
     } else if (ahead) {
         bridge_msg_init(&m, PCIEM_WIRE_CMD_DMA_READ_AHEAD, 0);
         m.body.dma_read_ahead.addr = addr;
@@ -907,6 +912,7 @@ static int bridge_dma_fetch(PCIemBridge *b, uint64_t addr, uint32_t len,
     }
     b->dma_wait_addr = addr;
     b->dma_wait_len = len;
+    b->dma_wait_ahead = ahead;
     b->dma_wait_rc = PCIEM_WIRE_ERR_IO;
     if (!bridge_send(b, &m)) {
         return PCIEM_WIRE_ERR_IO;
@@ -2303,10 +2309,7 @@ static void bridge_handle_reply(PCIemBridge *b, const struct pciem_wire_msg *m)
         bridge_became_ready(b);
         return;
     }
-    if ((hdr->cmd == PCIEM_WIRE_CMD_DMA_READ ||
-         hdr->cmd == PCIEM_WIRE_CMD_DMA_READ_AHEAD ||
-         hdr->cmd == PCIEM_WIRE_CMD_DMA_READ_BULK) &&
-        bridge_is_stale(b, hdr->id)) {
+    if (bridge_is_dma_read(hdr->cmd) && bridge_is_stale(b, hdr->id)) {
         trace_pciem_bridge_stale_reply(hdr->id);
         return;
     }
@@ -2383,8 +2386,7 @@ static int bridge_take_dma_reply(PCIemBridge *b,
                                  const uint8_t *body)
 {
     bool bulk = hdr->cmd == PCIEM_WIRE_CMD_DMA_READ_BULK;
-    bool ahead = bulk ? b->dma_wait_ahead :
-                        hdr->cmd == PCIEM_WIRE_CMD_DMA_READ_AHEAD;
+    bool ahead = b->dma_wait_ahead;
     struct pciem_wire_msg m;
     const uint8_t *data = NULL;
     uint32_t len = 0;
