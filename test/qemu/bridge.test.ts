@@ -28,6 +28,7 @@ import { FrameFuzzer, tally } from '../lib/fuzz.js';
 import { repoRoot } from '../lib/paths.js';
 import { Qmp } from '../../gateway/src/qmp.js';
 import { WirePeer, WireReplyError, type PeerOptions } from '../lib/wirepeer.js';
+import { until } from '../lib/until.js';
 
 const W = Const.FB_WIDTH;
 const H = Const.FB_HEIGHT;
@@ -897,8 +898,7 @@ for (const mode of PEER_MODES) describe(`pciem-bridge: the QEMU side of the gate
       // The session is up once DEVICE is answered; the stores that answer
       // follow it (on the ring, in version 2) and may still be on their way.
       const want = deviceAt + 1 + SHADOW_OFFSETS.length;
-      const deadline = Date.now() + 5_000;
-      while (peer.received.length < want && Date.now() < deadline) await sleep(10);
+      await until(`${SHADOW_OFFSETS.length} messages after the DEVICE reply`, () => peer.received.length >= want, 5_000);
     });
 
     after(async function () {
